@@ -1,0 +1,1 @@
+"""One module per paper: profiles, runs and claim checks."""

@@ -1,0 +1,200 @@
+"""One training loop for every model in the book.
+
+``TrainConfig`` is the whole recipe of a run (data, model, objective, optimiser, steps, seed); its
+hash names the run in the run store (``dvae_core.runs``), so two notebooks asking for the same
+recipe share one trained model. The loop:
+
+- seeds torch and the data generator from ``seed``; batches are rendered on the fly by the
+  factor dataset, so the data stream is a pure function of (seed, step);
+- writes an atomic checkpoint (temp file + rename) every ``checkpoint_every`` steps holding the
+  model, optimiser, both RNG states and the history, and resumes from it after a crash;
+- stops with a clear error naming the step and the loss term if any term is NaN or infinite;
+- logs images/s and the share of time spent making data, with a tqdm bar on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dvae_core.models import VAE, VAEConfig
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "colored_sprites"
+    dataset_kwargs: dict = field(default_factory=dict)
+    model: VAEConfig = field(default_factory=VAEConfig)
+    beta: float = 1.0
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 3e-4
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        d["model"] = VAEConfig(**d["model"])
+        return cls(**d)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU: use device='auto' or 'cpu'")
+    return resolved
+
+
+def build_model(config: TrainConfig) -> VAE:
+    return VAE(config.model)
+
+
+def build_dataset(config: TrainConfig):
+    from dvae_core.data import make_dataset
+
+    return make_dataset(config.dataset, **config.dataset_kwargs)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`train`, refusing foreign or damaged files clearly."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise RuntimeError(
+            f"cannot read checkpoint {path} ({type(err).__name__}: {err}); it is truncated or not a "
+            f"dvae checkpoint: delete it (and its run folder) to retrain"
+        ) from err
+    if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= state.keys():
+        raise RuntimeError(f"{path} is not a dvae checkpoint: delete it (and its run folder) to retrain")
+    return state
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
+    for name, value in terms.items():
+        if not torch.isfinite(value).all():
+            raise NonFiniteLossError(
+                f"step {step}: loss term '{name}' is {value.item()}; lower the learning rate, or check "
+                f"the data are in [0, 1] (a resumed run restarts from the last finite checkpoint)"
+            )
+
+
+def show_progress(progress: bool | None) -> bool:
+    """Progress bars are on unless asked off, here or by ``DVAE_PROGRESS=0`` (the reproduce batch sets it
+    so bars stay out of committed notebook outputs)."""
+    return os.environ.get("DVAE_PROGRESS", "1") != "0" if progress is None else progress
+
+
+def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progress: bool | None = None) -> dict[str, Any]:
+    """Train (or resume) the run ``config`` in ``run_dir``; returns the final state dict.
+
+    The returned dict has ``model`` (a ``VAE`` in eval mode, on ``device``), ``history`` (a list of
+    logged rows) and ``config``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    dataset = build_dataset(config)
+    rng = np.random.default_rng(config.seed)
+    model = build_model(config).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    history: list[dict[str, float]] = []
+    step = 0
+
+    ckpt_path = run_dir / CHECKPOINT
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        if state["config"] != config.to_dict():
+            raise RuntimeError(f"{ckpt_path} belongs to another configuration: delete {run_dir} to retrain")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = json.loads(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history, step = json.loads(state["history"]), state["step"]
+
+    def save() -> None:
+        atomic_torch_save({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "config": config.to_dict(), "history": json.dumps(history),
+            "data_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+        }, ckpt_path)
+
+    model.train()
+    bar = tqdm(total=config.steps, initial=step, disable=not show_progress(progress), desc=f"{config.model.decoder} s{config.seed}",
+               leave=False, mininterval=2.0)
+    sums: dict[str, float] = {}
+    window_start, data_seconds, window_steps = time.perf_counter(), 0.0, 0
+    while step < config.steps:
+        t0 = time.perf_counter()
+        x, _ = dataset.sample(config.batch_size, rng)
+        x = x.to(dev, non_blocking=True)
+        data_seconds += time.perf_counter() - t0
+        terms = model.loss(x, beta=config.beta)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        step += 1
+        _check_finite(terms, step)
+        optimizer.step()
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.item()
+        window_steps += 1
+        bar.update(1)
+        if step % config.log_every == 0 or step == config.steps:
+            elapsed = time.perf_counter() - window_start
+            row = {"step": step, **{k: v / window_steps for k, v in sums.items()},
+                   "images_per_s": window_steps * config.batch_size / elapsed,
+                   "data_fraction": data_seconds / elapsed}
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.1f}", ips=f"{row['images_per_s']:.0f}")
+            sums, window_start, data_seconds, window_steps = {}, time.perf_counter(), 0.0, 0
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save()
+    bar.close()
+    if step == 0 or not ckpt_path.exists():
+        save()
+    model.eval()
+    return {"model": model, "history": history, "config": config}
+
+
+def throughput(history: list[dict[str, float]]) -> float:
+    """Median training images/s over the logged windows (the first one includes warm-up)."""
+    rates = [row["images_per_s"] for row in history[1:] or history]
+    return float(np.median(rates)) if rates else math.nan

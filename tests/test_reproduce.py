@@ -1,0 +1,67 @@
+"""Verdict rules, the results files and the reproduce CLI's handling of bad input."""
+
+import json
+
+import pytest
+
+from dvae_core import claims as claims_mod
+from dvae_core import reproduce
+from dvae_core.claims import Claim, compare_groups, write_claims
+from dvae_core.experiments.sbd import seeds_needed
+from dvae_core.profiles import check_profile
+
+
+def test_compare_groups_three_verdicts():
+    assert compare_groups([5, 6, 7, 8, 9], [1, 2, 3, 4, 4.5])[0] == "reproduced"
+    assert compare_groups([1, 2, 3], [5, 6, 7])[0] == "not reproduced"
+    assert compare_groups([2, 3.6, 4.1], [1, 3.5, 4])[0] == "inconclusive"
+    # lower is better: the claimed group must have the smaller median
+    verdict, stats = compare_groups([1, 2, 3, 2.5, 1.5], [5, 6, 7, 8, 9], higher_is_better=False)
+    assert verdict == "reproduced" and stats["p_value"] < 0.1
+    assert compare_groups([1.0], [0.0])[0] == "inconclusive"  # one seed decides nothing
+
+
+def test_claim_rejects_unknown_verdict():
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        Claim("x", "p", "c", "m", 1, 2, "probably", "rule")
+
+
+def test_write_claims_is_atomic_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims_mod, "RESULTS_DIR", tmp_path)
+    claim = Claim("id1", "paper", "claim", "metric", "A > B", {"a": 1.5}, "inconclusive", "rule")
+    path = write_claims([claim], "smoke", "nb", extra={"runs": [1, 2]})
+    payload = json.loads(path.read_text())
+    assert payload["claims"][0]["verdict"] == "inconclusive" and payload["claims"][0]["notebook"] == "nb"
+    assert payload["runs"] == [1, 2] and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_seeds_needed_shrinks_with_a_larger_gap():
+    noisy = seeds_needed([0.12, 0.10, 0.14], [0.10, 0.09, 0.12])
+    clear = seeds_needed([0.30, 0.28, 0.32], [0.10, 0.09, 0.12])
+    assert clear is not None and noisy is not None and clear < noisy
+    assert seeds_needed([0.1, 0.1, 0.2], [0.3, 0.3, 0.4]) is None
+
+
+def test_unknown_profile_is_a_clear_error(capsys):
+    with pytest.raises(ValueError, match="unknown profile 'fast'.*smoke, preview, paper"):
+        check_profile("fast")
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce.main(["--profile", "fast"])
+    assert exit_info.value.code == 2
+    assert "unknown profile 'fast'" in capsys.readouterr().err
+
+
+def test_unknown_notebook_is_a_clear_error():
+    with pytest.raises(SystemExit, match="no notebook matches --only 'nope'.*sbd_fig2"):
+        reproduce.main(["--profile", "smoke", "--only", "nope"])
+
+
+def test_scorecard_markdown_colours_and_links():
+    claims = [{"id": "a", "claim": "SB | wins", "paper_value": "SB > DeConv", "ours": {"sb": 0.2, "p_value": 0.01},
+               "verdict": "reproduced", "notebook": "nb1"},
+              {"id": "b", "claim": "other", "paper_value": 1.0, "ours": 2.0, "verdict": "not reproduced",
+               "notebook": "nb2"}]
+    page = reproduce.scorecard_markdown(claims, {"nb1": 90.0}, "preview")
+    assert "{bdg-success}`reproduced`" in page and "{bdg-danger}`not reproduced`" in page
+    assert "[nb1](../notebooks/nb1.ipynb)" in page and "SB / wins" in page
+    assert "1 reproduced, 1 not reproduced, 0 inconclusive" in page and "| nb1 | 1.5 |" in page

@@ -1,0 +1,104 @@
+"""The training loop: determinism, checkpoint round trip and resume, the NaN guard, the run store."""
+
+import json
+
+import pytest
+import torch
+
+from dvae_core import runs
+from dvae_core.models import VAEConfig
+from dvae_core.train import CHECKPOINT, NonFiniteLossError, TrainConfig, load_checkpoint, resolve_device, train
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    model = VAEConfig(decoder="deconv", latent_dim=4, in_channels=1, resolution=32, encoder_channels=4,
+                      decoder_channels=4, hidden=16)
+    base = dict(dataset="dsprites", dataset_kwargs={"resolution": 32}, model=model, steps=12, batch_size=8,
+                lr=1e-3, seed=3, checkpoint_every=5, log_every=4)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_same_seed_same_model(tmp_path):
+    a = train(tiny_config(), tmp_path / "a", device="cpu", progress=False)
+    b = train(tiny_config(), tmp_path / "b", device="cpu", progress=False)
+    assert torch.equal(params(a["model"]), params(b["model"]))
+    c = train(tiny_config(seed=4), tmp_path / "c", device="cpu", progress=False)
+    assert not torch.equal(params(a["model"]), params(c["model"]))
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    full = train(tiny_config(), tmp_path / "full", device="cpu", progress=False)
+    # "crash" after step 5's checkpoint: train a 5-step prefix with the same checkpoint, then resume
+    interrupted = tmp_path / "interrupted"
+    train(tiny_config(steps=5), interrupted, device="cpu", progress=False)
+    state = torch.load(interrupted / CHECKPOINT, weights_only=True)
+    state["config"] = tiny_config().to_dict()  # the prefix run is the full run stopped at step 5
+    torch.save(state, interrupted / CHECKPOINT)
+    resumed = train(tiny_config(), interrupted, device="cpu", progress=False)
+    assert torch.equal(params(full["model"]), params(resumed["model"]))
+    assert load_checkpoint(interrupted / CHECKPOINT)["step"] == 12
+
+
+def test_checkpoint_round_trip(tmp_path):
+    result = train(tiny_config(), tmp_path, device="cpu", progress=False)
+    state = load_checkpoint(tmp_path / CHECKPOINT)
+    assert state["step"] == 12 and state["config"] == tiny_config().to_dict()
+    assert not list(tmp_path.glob("*.tmp")), "atomic save left a temp file"
+    history = json.loads(state["history"])
+    assert [row["step"] for row in history] == [4, 8, 12]
+    assert all(row["images_per_s"] > 0 for row in history)
+    assert result["history"] == history
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    train(tiny_config(), tmp_path, device="cpu", progress=False)
+    data = (tmp_path / CHECKPOINT).read_bytes()
+    (tmp_path / CHECKPOINT).write_bytes(data[: len(data) // 2])
+    with pytest.raises(RuntimeError, match="truncated or not a dvae checkpoint"):
+        train(tiny_config(), tmp_path, device="cpu", progress=False)
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    train(tiny_config(steps=5), tmp_path, device="cpu", progress=False)
+    with pytest.raises(RuntimeError, match="another configuration"):
+        train(tiny_config(), tmp_path, device="cpu", progress=False)
+
+
+def test_nan_loss_names_step_and_term(tmp_path, monkeypatch):
+    from dvae_core.models import VAE
+
+    real_loss = VAE.loss
+
+    def loss_with_bad_kl(self, x, beta=1.0):
+        terms = real_loss(self, x, beta)
+        if not hasattr(self, "_calls"):
+            self._calls = 0
+        self._calls += 1
+        if self._calls == 3:
+            terms["kl"] = terms["kl"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(VAE, "loss", loss_with_bad_kl)
+    with pytest.raises(NonFiniteLossError, match=r"step 3: loss term 'kl' is nan"):
+        train(tiny_config(), tmp_path, device="cpu", progress=False)
+
+
+def test_unknown_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+
+
+def test_run_store_reuses_finished_runs(tmp_path):
+    config = tiny_config()
+    first = runs.get_or_train(config, store=tmp_path, device="cpu", progress=False)
+    second = runs.get_or_train(config, store=tmp_path, device="cpu", progress=False)
+    assert not first["reused"] and second["reused"]
+    assert torch.equal(params(first["model"]), params(second["model"]))
+    assert runs.config_hash(config) != runs.config_hash(tiny_config(beta=2.0))
+    saved = json.loads((runs.run_dir(config, tmp_path) / "config.json").read_text())
+    assert saved == json.loads(json.dumps(config.to_dict()))
