@@ -54,7 +54,9 @@ def execute(notebook: Path, output: Path, profile: str, device: str, seed: int) 
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.stem + ".partial.ipynb")
+    # papermill writes as it goes; only a notebook that ran to the end replaces the output
+    tmp = REPO_ROOT / "_build" / "partial" / profile / notebook.name
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(str(notebook), str(tmp), parameters={"profile": profile, "device": device,
                                                                          "seed": seed},
