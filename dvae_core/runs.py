@@ -8,6 +8,8 @@ The store lives in ``$DVAE_RUNS`` or ``<repo>/runs``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -46,6 +48,18 @@ def load_run(config: TrainConfig, store: Path | None = None, device: str = "auto
     return {"model": model, "history": json.loads(state["history"]), "config": config}
 
 
+@contextlib.contextmanager
+def run_lock(directory: Path):
+    """An exclusive lock on one run: a second process asking for the same run waits, then reuses it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "auto",
                  progress: bool | None = None) -> dict[str, Any]:
     """Load the finished run for ``config`` or train it (resuming a partial one)."""
@@ -54,9 +68,13 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
         done["reused"] = True
         return done
     directory = run_dir(config, store)
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / "config.json", json.dumps(config.to_dict(), indent=1, default=list))
-    result = train(config, directory, device=device, progress=progress)
+    with run_lock(directory):
+        done = load_run(config, store, device)  # another process may have finished it while we waited
+        if done is not None:
+            done["reused"] = True
+            return done
+        atomic_write_text(directory / "config.json", json.dumps(config.to_dict(), indent=1, default=list))
+        result = train(config, directory, device=device, progress=progress)
     result["reused"] = False
     return result
 

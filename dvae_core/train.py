@@ -27,12 +27,16 @@ import torch
 from tqdm.auto import tqdm
 
 from dvae_core.models import VAE, VAEConfig
+from dvae_core.models.factor_vae import FactorVAE, FactorVAEConfig
 
 CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """A run's whole recipe. Optional parts default to None, which the run store's hash leaves out,
+    so adding one never renames existing runs."""
+
     dataset: str = "colored_sprites"
     dataset_kwargs: dict = field(default_factory=dict)
     model: VAEConfig = field(default_factory=VAEConfig)
@@ -43,14 +47,17 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
+    factor_vae: FactorVAEConfig | None = None   # set: train a FactorVAE (Kim & Mnih 2018)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         d = dict(d)
         d["model"] = VAEConfig(**d["model"])
+        if d.get("factor_vae") is not None:
+            d["factor_vae"] = FactorVAEConfig(**d["factor_vae"])
         return cls(**d)
 
 
@@ -67,6 +74,8 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def build_model(config: TrainConfig) -> VAE:
+    if config.factor_vae is not None:
+        return FactorVAE(config.model, config.factor_vae)
     return VAE(config.model)
 
 
@@ -135,7 +144,8 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     dataset = build_dataset(config)
     rng = np.random.default_rng(config.seed)
     model = build_model(config).to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.vae_parameters(), lr=config.lr)
+    auxiliary = model.auxiliary_optimizer()  # FactorVAE's discriminator has its own
     history: list[dict[str, float]] = []
     step = 0
 
@@ -146,6 +156,8 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
             raise RuntimeError(f"{ckpt_path} belongs to another configuration: delete {run_dir} to retrain")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if auxiliary is not None:
+            auxiliary.load_state_dict(state["auxiliary_optimizer"])
         rng.bit_generator.state = json.loads(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
         history, step = json.loads(state["history"]), state["step"]
@@ -155,6 +167,7 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "config": config.to_dict(), "history": json.dumps(history),
             "data_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+            **({"auxiliary_optimizer": auxiliary.state_dict()} if auxiliary is not None else {}),
         }, ckpt_path)
 
     model.train()
@@ -173,6 +186,11 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
         step += 1
         _check_finite(terms, step)
         optimizer.step()
+        if auxiliary is not None:  # Kim & Mnih's Algorithm 2: a second batch trains the discriminator
+            x2, _ = dataset.sample(config.batch_size, rng)
+            aux_terms = model.auxiliary_step(x2.to(dev, non_blocking=True), auxiliary)
+            _check_finite(aux_terms, step)
+            terms.update(aux_terms)
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + value.item()
         window_steps += 1

@@ -56,6 +56,17 @@ class VAE(nn.Module):
                                          config.decoder_channels, config.hidden)
         self.likelihood = make_likelihood(config.likelihood, config.gaussian_std)
 
+    def vae_parameters(self):
+        """What the main optimiser trains (subclasses with their own critics leave those out)."""
+        return self.parameters()
+
+    def auxiliary_optimizer(self) -> torch.optim.Optimizer | None:
+        """An optimiser for a second network trained beside the VAE, if the objective has one."""
+        return None
+
+    def auxiliary_step(self, x: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(x)
 
