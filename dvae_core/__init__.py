@@ -5,4 +5,10 @@ Layers (imports point downwards only): ``experiments`` → ``train``/``runs``/``
 VAE``); this package import stays cheap on purpose.
 """
 
+import os
+
+# OpenMP threads that spin while waiting make torch 3-10x slower whenever another process shares
+# the cores (a notebook beside a test run, two sweep workers). Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"

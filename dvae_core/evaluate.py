@@ -33,18 +33,19 @@ def mean_encoder(model: VAE, batch_size: int = 1024) -> Callable[[torch.Tensor],
 
 @torch.inference_mode()
 def evaluate_elbo(model: VAE, dataset, num_samples: int, rng: np.random.Generator,
-                  batch_size: int = 512) -> dict[str, float | np.ndarray]:
+                  batch_size: int = 512, sample_factors: Callable | None = None) -> dict[str, float | np.ndarray]:
     """Reconstruction NLL (nats/image, one posterior sample), KL (nats) and KL per latent dim.
 
     NLL vs KL are the axes of the paper's rate–distortion plots (Watters et al. Fig. 4).
+    ``sample_factors(n, rng)`` picks where in factor space to evaluate (default: the dataset's own).
     """
+    sample_factors = sample_factors or dataset.sample_factors
     dev = _device(model)
     recon, kl_dims, seen = 0.0, 0.0, 0
     generator = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
-        x, _ = dataset.sample(n, rng)
-        x = x.to(dev)
+        x = dataset.images(sample_factors(n, rng)).to(dev)
         mean, logvar = model.encode(x)
         noise = torch.randn(mean.shape, generator=generator).to(dev)
         z = mean + noise * (0.5 * logvar).exp()

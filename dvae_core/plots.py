@@ -56,3 +56,15 @@ def traversal_grid(traversals: torch.Tensor, dims: Sequence[int], kl_per_dim: np
     """Rows: latent dims (ordered by KL, labelled with it); columns: the value the dim is set to."""
     labels = [f"z{d}  KL {kl_per_dim[d]:.2f}" for d in dims]
     return image_grid(list(traversals), labels, [f"{v:+.1f}" for v in values], title=title)
+
+
+DECODER_ORDER = ["deconv", "sb"]
+
+
+def decoder_comparison(table: pd.DataFrame, panels: Sequence[tuple[str, str, str]]):
+    """One strip/box panel per (column, y label, title): DeConv vs SB, every seed a point."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (column, ylabel, title) in zip(axes[0], panels):
+        metric_strip(table, "decoder", column, ylabel, title, DECODER_ORDER, ax)
+    fig.tight_layout()
+    return fig

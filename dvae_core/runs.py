@@ -26,8 +26,7 @@ def default_store() -> Path:
 
 
 def config_hash(config: TrainConfig) -> str:
-    canonical = json.dumps(config.to_dict(), sort_keys=True, default=list)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return hashlib.sha256(config.canonical().encode()).hexdigest()[:16]
 
 
 def run_dir(config: TrainConfig, store: Path | None = None) -> Path:
@@ -73,13 +72,24 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
         if done is not None:
             done["reused"] = True
             return done
-        atomic_write_text(directory / "config.json", json.dumps(config.to_dict(), indent=1, default=list))
-        result = train(config, directory, device=device, progress=progress)
+        recipe = directory / "config.json"
+        atomic_write_text(recipe, json.dumps(config.to_dict(), indent=1, default=list))
+        try:
+            result = train(config, directory, device=device, progress=progress)
+        except BaseException:
+            if not (directory / CHECKPOINT).exists():  # failed before its first checkpoint: leave no half run
+                recipe.unlink(missing_ok=True)
+            raise
     result["reused"] = False
     return result
 
 
 def get_or_train_all(configs: Iterable[TrainConfig], store: Path | None = None, device: str = "auto",
-                     progress: bool | None = None) -> list[dict[str, Any]]:
-    configs = list(configs)
-    return [get_or_train(c, store, device, progress) for c in configs]
+                     progress: bool | None = None, *, jobs: int | None = None,
+                     executor: Any = None) -> list[dict[str, Any]]:
+    """``get_or_train`` for every config, in order, through :func:`dvae_core.sweep.run_sweep`: in this
+    process by default, or ``jobs`` local processes, or any ``concurrent.futures`` executor (a Dask
+    cluster's); ``$DVAE_JOBS`` / ``$DVAE_SCHEDULER`` set the default. See ``dvae_core.sweep``."""
+    from dvae_core.sweep import run_sweep  # sweep imports this module
+
+    return run_sweep(configs, executor=executor, jobs=jobs, store=store, device=device, progress=progress)

@@ -52,13 +52,23 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def canonical(self) -> str:
+        """The recipe as sorted JSON (tuples as lists): what run hashes and checkpoint checks compare."""
+        return canonical_json(self.to_dict())
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         d = dict(d)
         d["model"] = VAEConfig(**d["model"])
         if d.get("factor_vae") is not None:
-            d["factor_vae"] = FactorVAEConfig(**d["factor_vae"])
+            factor = dict(d["factor_vae"])
+            factor["disc_betas"] = tuple(factor.get("disc_betas", FactorVAEConfig.disc_betas))
+            d["factor_vae"] = FactorVAEConfig(**factor)
         return cls(**d)
+
+
+def canonical_json(config_dict: dict[str, Any]) -> str:
+    return json.dumps(config_dict, sort_keys=True, default=list)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -152,7 +162,7 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        if state["config"] != config.to_dict():
+        if canonical_json(state["config"]) != config.canonical():
             raise RuntimeError(f"{ckpt_path} belongs to another configuration: delete {run_dir} to retrain")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

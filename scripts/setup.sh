@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for dvae, from the project's own files only:
-#   - Debian packages where apt exists and we are root: Fashion-MNIST (the embedded real dataset)
-#     and node/npm (to vendor the book's browser JS);
+#   - Debian packages where apt exists and we are root: Fashion-MNIST (the embedded real dataset),
+#     node/npm (to vendor the book's browser JS) and chromium (the book's headless browser test);
 #   - a virtual environment .venv with requirements.txt and dvae_core (editable);
 #   - book/vendor/ (MathJax, widgets) from the npm registry.
 # Idempotent and quick when nothing changed (a stamp records what was installed).
@@ -12,6 +12,8 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   need=()
   [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
   command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+  # headless browser for tests/test_book.py's offline rendering checks (Debian's build; no browser downloads)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
   if [ ${#need[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need[*]}" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

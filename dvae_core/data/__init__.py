@@ -6,6 +6,8 @@
 * ``"colored_sprites"`` -- :class:`ColoredSprites`, the Spatial Broadcast Decoder's coloured sprites
 * ``"dsprites_npz"`` -- :class:`DSpritesNPZ`, the real dSprites file (kwarg: path)
 * ``"shapes3d_h5"`` -- :class:`Shapes3DH5`, the real 3dshapes file (kwargs: path, in_memory)
+* ``"shapes3d"`` -- :class:`Shapes3D`, procedural 3dshapes on the real grid (kwargs: resolution, antialias, cache)
+* ``"chairs"`` -- :class:`ChairsFolder`, a local 3D Chairs folder (kwargs: root, resolution, grayscale, crop)
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable
 
 from .base import FactorDataset
 from .binarize import binarize_dynamic, binarize_static
+from .chairs import ChairsFolder
+from .holdout import HeldOutRegion
 from .files import (
     DSPRITES_FILENAME,
     FASHION_MNIST_DIR,
@@ -23,6 +27,7 @@ from .files import (
     load_mnist_like,
     read_idx,
 )
+from .shapes3d import Shapes3D, render_shapes3d
 from .sprites import (
     POSITION_MARGIN,
     SPRITE_EXTENT,
@@ -37,29 +42,45 @@ DATASETS: dict[str, Callable[..., FactorDataset]] = {
     "colored_sprites": ColoredSprites,
     "dsprites_npz": DSpritesNPZ,
     "shapes3d_h5": Shapes3DH5,
+    "shapes3d": Shapes3D,
+    "chairs": ChairsFolder,
 }
 
 
-def make_dataset(name: str, **kwargs) -> FactorDataset:
-    """The registered dataset ``name`` built with ``kwargs``; ValueError naming the known ones otherwise."""
+def make_dataset(name: str, holdout: dict | None = None, **kwargs) -> FactorDataset:
+    """The registered dataset ``name`` built with ``kwargs``; ValueError naming the known ones otherwise.
+
+    ``holdout`` (a factor-name → [lo, hi) box) wraps it in :class:`HeldOutRegion`, so training
+    never sees that combination of factors.
+    """
     try:
         factory = DATASETS[name]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}") from None
-    return factory(**kwargs)
+    try:
+        dataset = factory(**kwargs)
+    except TypeError as err:  # an unknown keyword: name the ones the dataset takes
+        import inspect
+
+        valid = [p for p in inspect.signature(factory).parameters if p != "self"]
+        raise ValueError(f"dataset {name!r}: {err}; valid parameters: {valid} (and holdout)") from None
+    return HeldOutRegion(dataset, holdout) if holdout else dataset
 
 
 __all__ = [
     "DATASETS",
+    "HeldOutRegion",
     "DSPRITES_FILENAME",
     "FASHION_MNIST_DIR",
     "POSITION_MARGIN",
     "SHAPES3D_FILENAME",
     "SPRITE_EXTENT",
+    "ChairsFolder",
     "ColoredSprites",
     "DSprites",
     "DSpritesNPZ",
     "FactorDataset",
+    "Shapes3D",
     "Shapes3DH5",
     "binarize_dynamic",
     "binarize_static",
@@ -67,5 +88,6 @@ __all__ = [
     "load_mnist_like",
     "make_dataset",
     "read_idx",
+    "render_shapes3d",
     "render_sprites",
 ]

@@ -1,0 +1,204 @@
+"""Train runs from the command line: ``python -m dvae_core.cli CONFIG.json [...]``.
+
+Each CONFIG file holds one :class:`~dvae_core.train.TrainConfig` as a JSON object (the format of
+``runs/<hash>/config.json``; ``model`` and the other parts may be left out for their defaults), or a
+list of them. Every run is trained into the run store, or reused if it is already there, or
+resumed from its last checkpoint if an earlier attempt was interrupted (killed, out of time): just
+run the same command again. Prints one run folder per config on stdout, in order; progress and
+"resuming … from step N" go to stderr.
+
+    python -m dvae_core.cli run.json --store /scratch/runs --device cuda
+    python -m dvae_core.cli grid.json --jobs 2                     # a list of configs, 2 processes
+    python -m dvae_core.cli grid.json --scheduler tcp://scheduler:8786   # on a Dask cluster
+
+Expected failures (a bad config, a damaged checkpoint, a missing data file, a NaN loss) end with a
+single ``error: …`` line on stderr that says what to fix, no traceback, and exit status 2 for bad
+input (the config or the arguments) or 1 for a run that failed. Nothing half-written is left:
+checkpoints are replaced atomically, and a run that fails before its first checkpoint leaves no
+files but its lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot describe a run."""
+
+
+# ----------------------------------------------------------------------------------- config parsing
+
+
+def _kind(default: Any) -> tuple[tuple[type, ...], str] | None:
+    """Accepted JSON types for a field, from its default value (None: anything goes)."""
+    if isinstance(default, bool):
+        return (bool,), "true or false"
+    if isinstance(default, int):
+        return (int,), "a whole number"
+    if isinstance(default, float):
+        return (int, float), "a number"
+    if isinstance(default, str):
+        return (str,), "a string"
+    if isinstance(default, (tuple, list)):
+        return (list,), "a list"
+    if isinstance(default, dict):
+        return (dict,), "an object"
+    return None
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return field.default_factory()  # type: ignore[misc]
+    return None
+
+
+def _checked(data: Any, cls: type, what: str, source: str, nested: dict[str, type] | None = None) -> dict[str, Any]:
+    """``data`` as keyword arguments for dataclass ``cls``: unknown keys and wrong types are errors
+    that list the valid parameters; lists become tuples where the field holds a tuple."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {what} must be a JSON object of parameters, got {json.dumps(data)[:60]}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{source}: unknown {what} {key!r}{hint}; valid: {', '.join(fields)}")
+        if nested and key in nested:
+            if value is None and _default(fields[key]) is not None:
+                raise ConfigError(f"{source}: {what} {key!r} must be an object of {key} parameters, got null")
+            out[key] = None if value is None else nested[key](**_checked(value, nested[key], f"{key} parameter", source))
+            continue
+        default = _default(fields[key])
+        kind = _kind(default)
+        if kind is not None and value is not None and (
+                not isinstance(value, kind[0]) or (isinstance(value, bool) and bool not in kind[0])):
+            raise ConfigError(f"{source}: {what} {key!r} must be {kind[1]}, got {json.dumps(value)[:60]}")
+        out[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+    return out
+
+
+def config_from_dict(data: Any, source: str = "config"):
+    """A :class:`TrainConfig` from parsed JSON, refusing unknown parameters, wrong types, an unknown
+    dataset or decoder with a message that lists the valid choices."""
+    from dvae_core.data import DATASETS
+    from dvae_core.models import DECODERS, FactorVAEConfig, VAEConfig
+    from dvae_core.train import TrainConfig
+
+    kwargs = _checked(data, TrainConfig, "parameter", source, nested={"model": VAEConfig, "factor_vae": FactorVAEConfig})
+    config = TrainConfig(**kwargs)
+    if config.dataset not in DATASETS:
+        close = difflib.get_close_matches(config.dataset, DATASETS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{source}: unknown dataset {config.dataset!r}{hint}; choose one of {', '.join(sorted(DATASETS))}")
+    if config.model.decoder not in DECODERS:
+        raise ConfigError(f"{source}: unknown decoder {config.model.decoder!r}; choose one of {', '.join(DECODERS)}")
+    for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{source}: parameter {name!r} must be at least 1, got {getattr(config, name)}")
+    return config
+
+
+def load_configs(path: Path) -> list:
+    """The configs in one JSON file (an object, or a list of objects)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} not found: give the path of a JSON TrainConfig") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}): fix the file") from None
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise ConfigError(f"{path} holds an empty list: give at least one config")
+    return [config_from_dict(item, f"{path}" + (f"[{i}]" if isinstance(data, list) else ""))
+            for i, item in enumerate(items)]
+
+
+# ------------------------------------------------------------------------------------- entry points
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (library messages end with the fix)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Call a CLI ``main``; the library's expected errors become one ``error: …`` line on stderr and an
+    exit status (2 bad input, 1 failed run, 130 interrupted) instead of a traceback."""
+    from dvae_core.train import NonFiniteLossError
+
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ValueError as err:  # bad input: config, arguments, dataset or device names
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (OSError, RuntimeError, NonFiniteLossError) as err:  # the run failed: data file, checkpoint, NaN
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dvae_core.cli", description=__doc__.split("\n\n")[0])
+    parser.add_argument("configs", nargs="+", type=Path, metavar="CONFIG.json",
+                        help="a JSON TrainConfig, or a list of them")
+    parser.add_argument("--store", type=Path, help="the run store (default: $DVAE_RUNS or <repo>/runs)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--jobs", type=int, help="parallel local processes for several configs (default $DVAE_JOBS or 1)")
+    parser.add_argument("--scheduler", help="a Dask scheduler address, e.g. tcp://scheduler:8786 (store on a shared path)")
+    parser.add_argument("--threads", type=int, help="torch threads in this process (default: torch's)")
+    args = parser.parse_args(argv)
+
+    configs = [config for path in args.configs for config in load_configs(path)]
+
+    import torch
+
+    from dvae_core import runs
+    from dvae_core.sweep import describe, run_sweep
+    from dvae_core.train import CHECKPOINT, load_checkpoint, resolve_device
+
+    resolve_device(args.device)  # an unknown or absent device fails before anything is written
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads {args.threads}: give 1 or more")
+        torch.set_num_threads(args.threads)
+    store = (args.store or runs.default_store()).resolve()
+    for config in configs:
+        checkpoint = runs.run_dir(config, store) / CHECKPOINT
+        state = "new"
+        if checkpoint.exists():
+            step = load_checkpoint(checkpoint)["step"]  # a damaged checkpoint is an error here already
+            state = "finished" if step >= config.steps else f"resuming from step {step} of {config.steps}"
+        print(f"run {runs.config_hash(config)} ({describe(config)}): {state}", file=sys.stderr, flush=True)
+
+    if len(configs) == 1 and args.jobs in (None, 1) and not args.scheduler:
+        runs.get_or_train(configs[0], store, device=args.device)
+    elif args.scheduler:
+        from distributed import Client
+
+        with Client(args.scheduler) as client:
+            run_sweep(configs, executor=client.get_executor(), store=store, device=args.device)
+    else:
+        run_sweep(configs, jobs=args.jobs, store=store, device=args.device)
+    for config in configs:
+        print(runs.run_dir(config, store))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

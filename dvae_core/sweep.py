@@ -1,0 +1,273 @@
+"""Train many independent runs at once: local processes, or any ``concurrent.futures`` executor.
+
+A chapter's figure needs a grid of runs (β × seeds × decoders); each is an ordinary
+:class:`~dvae_core.train.TrainConfig` trained through :func:`dvae_core.runs.get_or_train`, so the run
+store decides what is already done. :func:`run_sweep` only fans the missing ones out::
+
+    from dvae_core.sweep import run_sweep
+    results = run_sweep(configs, jobs=2)          # 2 local processes (spawn), 1 torch thread each
+    results[0]["model"], results[0]["history"]    # same dicts as get_or_train, in input order
+
+``runs.get_or_train_all(configs, jobs=..., executor=...)`` is the same call, so notebooks get it too.
+
+How it runs:
+
+- ``jobs=1`` and no executor: a plain loop in this process (no pool, no pickling).
+- ``jobs=N``: a ``ProcessPoolExecutor(N)`` with the spawn context; each worker sets
+  ``torch.set_num_threads(max(1, cores // N))`` so N runs share the cores instead of fighting
+  over them. Scripts that use it need the usual ``if __name__ == "__main__":`` guard (spawn
+  re-imports the main module); notebooks and pytest do not.
+- ``executor=...``: any ``concurrent.futures.Executor``, e.g. a Dask cluster's.
+
+Workers train and write checkpoints into the run store; the parent loads each finished model with
+:func:`dvae_core.runs.load_run`, so models never travel through pickles and a finished run is
+never lost: if the parent dies, or one run fails, re-running the sweep reuses every run that
+finished and resumes the rest from their last checkpoints. Configurations already complete in the
+store are loaded without being submitted, and duplicate configurations in one sweep are submitted
+once (the store's per-run file lock also serialises two sweeps that ask for the same run). A run
+that fails does not stop the others: when all are done, :class:`SweepError` names every failed run
+by its hash (``runs/<hash>/``) and carries the first failure's message and traceback.
+
+Where a run trains does not change it: a worker's model is bit-identical to one trained in this
+process with the same torch thread count (the data stream and initialisation depend only on the
+seed). From a shell, ``python -m dvae_core.cli GRID.json --jobs N`` (or ``--scheduler ADDRESS``)
+runs a JSON list of configs the same way.
+
+Running on a Dask cluster
+-------------------------
+The run store is the only thing workers and the parent share, so it must be one directory on a
+filesystem that every worker mounts **at the same path** (NFS, a cluster filesystem), and that
+supports ``flock`` (NFSv4 does; Lustre needs the ``flock`` mount option). Every worker needs this
+repository's environment (``pip install -r requirements.txt`` and ``pip install -e .``), and the
+workers should be started with one thread each, since every task is a whole training run::
+
+    # on the cluster: a scheduler, and workers that see the shared store
+    dask scheduler                                   # listens on tcp://scheduler:8786
+    dask worker tcp://scheduler:8786 --nthreads 1 --nworkers 4   # on each machine
+
+    # in the notebook or script
+    import os; os.environ["DVAE_RUNS"] = "/shared/dvae/runs"     # or pass store=
+    from distributed import Client
+    client = Client("tcp://scheduler:8786")
+    results = run_sweep(configs, executor=client.get_executor(), device="cuda")
+
+The same works on one machine with ``Client(LocalCluster(n_workers=2, threads_per_worker=1))``.
+Without touching code, ``DVAE_SCHEDULER=tcp://scheduler:8786`` makes every sweep (and so every
+``get_or_train_all`` in the notebooks, e.g. under ``python -m dvae_core.reproduce --profile paper``)
+run on that cluster, and ``DVAE_JOBS=N`` makes them use N local processes. The store path is
+resolved in the parent and handed to the workers, so their own ``DVAE_RUNS`` does not matter.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from tqdm.auto import tqdm
+
+from dvae_core import runs
+from dvae_core.train import TrainConfig, show_progress
+
+JOBS_ENV = "DVAE_JOBS"
+SCHEDULER_ENV = "DVAE_SCHEDULER"
+
+
+class SweepError(RuntimeError):
+    """One or more runs of a sweep failed; the message names each by its run-store hash."""
+
+    def __init__(self, message: str, failures: dict[str, BaseException]):
+        super().__init__(message)
+        self.failures = failures  # hash -> the exception the run raised
+
+
+def describe(config: TrainConfig) -> str:
+    """A short human label for a run: dataset, decoder, objective, seed."""
+    objective = f"gamma={config.factor_vae.gamma}" if config.factor_vae is not None else f"beta={config.beta}"
+    return f"{config.dataset} {config.model.decoder} {objective} seed={config.seed} steps={config.steps}"
+
+
+def default_jobs() -> int:
+    value = os.environ.get(JOBS_ENV, "1")
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise ValueError(f"{JOBS_ENV}={value!r} is not a whole number: set it to the number of parallel runs") from None
+    return jobs
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_one(config: TrainConfig, store: str, device: str, progress: bool | None,
+               threads: int | None = None) -> dict[str, Any]:
+    """Runs on a worker: train (or reuse) one run into the shared store; returns a small summary,
+    never the model (the parent loads that from the store)."""
+    if threads is not None:
+        _init_worker(threads)
+    start = time.perf_counter()
+    result = runs.get_or_train(config, Path(store), device=device, progress=progress)
+    return {"hash": runs.config_hash(config), "reused": result["reused"], "seconds": time.perf_counter() - start,
+            "host": os.uname().nodename, "pid": os.getpid()}
+
+
+@contextlib.contextmanager
+def _executor(executor: cf.Executor | None, jobs: int) -> Iterator[cf.Executor]:
+    """The caller's executor (left open), ``$DVAE_SCHEDULER``'s Dask cluster, or ``jobs`` local processes."""
+    if executor is not None:
+        yield executor
+        return
+    address = os.environ.get(SCHEDULER_ENV)
+    if address:
+        from distributed import Client
+
+        with Client(address) as client:
+            yield client.get_executor()
+        return
+    threads = max(1, _cores() // jobs)
+    pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_init_worker, initargs=(threads,))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # interrupted: do not wait for running runs
+        raise
+    pool.shutdown(wait=True)
+
+
+def _error_message(failures: dict[str, BaseException], labels: dict[str, str], store: Path) -> str:
+    (first_hash, first), *others = failures.items()
+    detail = " ".join(str(first).split()) or repr(first)
+    message = f"run {first_hash} ({labels[first_hash]}) failed: {type(first).__name__}: {detail}"
+    if others:
+        message += f"; {len(others)} more run(s) failed: {', '.join(h for h, _ in others)}"
+    return message + f" (finished runs are kept in {store}: running the sweep again retries only the failed ones)"
+
+
+def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = None, jobs: int | None = None,
+              store: Path | str | None = None, device: str = "auto", progress: bool | None = None,
+              threads: int | None = None) -> list[dict[str, Any]]:
+    """Train (or reuse) every configuration; returns one ``get_or_train`` result per config, in order.
+
+    Args:
+        configs: the runs; duplicates are trained once (each gets its own loaded copy).
+        executor: any ``concurrent.futures.Executor`` (e.g. ``distributed.Client(...).get_executor()``);
+            it is used as is and not shut down. Default: ``$DVAE_SCHEDULER``'s Dask cluster if set,
+            else ``jobs`` local processes.
+        jobs: local processes when no executor is given; ``$DVAE_JOBS`` or 1 by default. With 1 (and
+            no executor, no ``$DVAE_SCHEDULER``) runs train one after another in this process.
+        store: the run store (default ``$DVAE_RUNS`` or ``<repo>/runs``); must be shared with the workers.
+        device: where workers train and where the parent loads the models.
+        progress: per-run progress bars in the in-process loop; with workers, one bar counting
+            finished runs (worker bars only if ``True``).
+        threads: torch threads per task on a caller's executor (default: leave the worker's setting).
+
+    Each result is ``{"model", "history", "config", "reused"}``; ``reused`` is False only for the
+    first occurrence of a run this sweep trained. Raises :class:`SweepError` after all runs are
+    done if any failed.
+    """
+    configs = list(configs)
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs}: use 1 (in this process) or more (parallel processes)")
+    store = Path(store if store is not None else runs.default_store()).resolve()
+    hashes = [runs.config_hash(c) for c in configs]
+    unique: dict[str, TrainConfig] = {}
+    for h, config in zip(hashes, configs):
+        unique.setdefault(h, config)
+    labels = {h: describe(c) for h, c in unique.items()}
+    failures: dict[str, BaseException] = {}
+
+    if executor is None and jobs == 1 and not os.environ.get(SCHEDULER_ENV):
+        finished: dict[str, dict[str, Any]] = {}
+        results = []
+        for h, config in zip(hashes, configs):
+            if h in failures:
+                continue
+            try:
+                result = runs.get_or_train(config, store, device=device, progress=progress)
+            except Exception as err:  # keep going: the other runs are independent
+                failures[h] = err
+                continue
+            result["reused"] = result["reused"] or h in finished
+            finished[h] = result
+            results.append(result)
+        if failures:
+            raise SweepError(_error_message(failures, labels, store), failures) from next(iter(failures.values()))
+        return results
+
+    # reuse what the store already has; submit each missing run once
+    loaded: dict[int, dict[str, Any]] = {}
+    pending: dict[str, TrainConfig] = {}
+    for i, (h, config) in enumerate(zip(hashes, configs)):
+        if h in pending or h in failures:
+            continue
+        try:
+            done = runs.load_run(config, store, device)
+        except Exception as err:  # a damaged checkpoint: report it with the others
+            failures[h] = err
+            continue
+        if done is None:
+            pending[h] = config
+        else:
+            loaded[i] = {**done, "reused": True}
+    trained_here: set[str] = set()
+    if pending:
+        worker_progress = progress if progress is True else False
+        bar = tqdm(total=len(pending), desc="sweep runs", disable=not show_progress(progress), leave=False)
+        with _executor(executor, min(jobs, len(pending))) as pool:
+            futures = {pool.submit(_train_one, config, str(store), device, worker_progress, threads): h
+                       for h, config in pending.items()}
+            try:
+                for future in cf.as_completed(futures):
+                    h = futures[future]
+                    try:
+                        summary = future.result()
+                    except Exception as err:
+                        failures[h] = err
+                    else:
+                        if not summary["reused"]:
+                            trained_here.add(h)
+                    bar.update(1)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            finally:
+                bar.close()
+    if failures:
+        ordered = {h: failures[h] for h in hashes if h in failures}
+        first = next(iter(ordered.values()))
+        raise SweepError(_error_message(ordered, labels, store), ordered) from first
+
+    results: list[dict[str, Any]] = []
+    first_seen: set[str] = set()
+    for i, (h, config) in enumerate(zip(hashes, configs)):
+        if i in loaded:
+            results.append(loaded[i])
+            first_seen.add(h)
+            continue
+        done = runs.load_run(config, store, device)
+        if done is None:
+            raise SweepError(
+                f"run {h} ({labels[h]}) finished on a worker but {runs.run_dir(config, store)} has no finished "
+                f"checkpoint: the workers must see the run store at the same path (a shared filesystem; set "
+                f"DVAE_RUNS or store=)", {h: RuntimeError("missing from the store")})
+        results.append({**done, "reused": h in first_seen or h not in trained_here})
+        first_seen.add(h)
+    return results
+

@@ -1,0 +1,267 @@
+"""Faults and bad input, through the command lines as a user meets them.
+
+- a training process killed (SIGKILL) after a checkpoint resumes from it and ends bit-identical to an
+  uninterrupted run;
+- each kind of bad input ends with one ``error: …`` line naming the fix, a non-zero exit, no
+  traceback and no half-written result;
+- nothing opens a network connection, at import or while training and scoring.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+
+import pytest
+import torch
+
+from dvae_core import reproduce, runs
+from dvae_core.train import CHECKPOINT, load_checkpoint, train
+from test_train import tiny_config
+
+TIMING_KEYS = {"images_per_s", "data_fraction"}
+
+
+@pytest.fixture
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the subprocesses (OMP_NUM_THREADS=1): same arithmetic
+    yield
+    torch.set_num_threads(before)
+
+
+def child_env(tmp_path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "DVAE_PROGRESS": "0", "DVAE_RUNS": str(tmp_path / "default_store")}
+
+
+def write_config(path, data) -> str:
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def dvae_cli(tmp_path, *args, module="dvae_core.cli") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=tmp_path, env=child_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_clean_error(proc, status: int, *fragments: str) -> str:
+    """A non-zero exit whose stderr ends in exactly one ``error:`` line holding every fragment."""
+    assert proc.returncode == status, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    assert proc.stdout == "", "a failed run printed a run folder"
+    return errors[0]
+
+
+def no_results(store) -> list:
+    """Anything in a store that looks like a result: a checkpoint, a recipe, a temp file."""
+    return [p for p in store.rglob("*") if p.is_file() and p.name != ".lock"] if store.exists() else []
+
+
+# ------------------------------------------------------------------------------------ kill and resume
+
+
+def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path, one_torch_thread):
+    config = tiny_config(steps=80, checkpoint_every=10, log_every=5)
+    path = write_config(tmp_path / "run.json", config.to_dict())
+    store = tmp_path / "store"
+    checkpoint = runs.run_dir(config, store) / CHECKPOINT
+    args = [sys.executable, "-m", "dvae_core.cli", path, "--store", str(store), "--device", "cpu"]
+    victim = subprocess.Popen(args, cwd=tmp_path, env=child_env(tmp_path), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists():
+        assert victim.poll() is None, f"training ended before its first checkpoint: {victim.communicate()}"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(checkpoint)["step"]
+    assert 0 < killed_at < config.steps, f"the run was not interrupted (checkpoint at step {killed_at})"
+
+    again = dvae_cli(tmp_path, path, "--store", store, "--device", "cpu")
+    assert again.returncode == 0, again.stderr
+    assert f"resuming from step {killed_at} of {config.steps}" in again.stderr
+    assert again.stdout.strip() == str(runs.run_dir(config, store))
+    assert not list(checkpoint.parent.glob("*.tmp")), "a temp checkpoint was left behind"
+
+    resumed = load_checkpoint(checkpoint)
+    reference = train(config, tmp_path / "uninterrupted", device="cpu", progress=False)
+    assert resumed["step"] == config.steps
+    expected = reference["model"].state_dict()
+    assert expected.keys() == resumed["model"].keys()
+    assert all(torch.equal(expected[k], resumed["model"][k]) for k in expected), "parameters differ"
+    strip = lambda history: [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in history]  # noqa: E731
+    assert strip(json.loads(resumed["history"])) == strip(reference["history"]), "logged losses differ"
+
+
+# ----------------------------------------------------------------------------------------- bad input
+
+
+def test_truncated_checkpoint(tmp_path, one_torch_thread):
+    config = tiny_config(steps=4)
+    store = tmp_path / "store"
+    runs.get_or_train(config, store, device="cpu", progress=False)
+    checkpoint = runs.run_dir(config, store) / CHECKPOINT
+    damaged = checkpoint.read_bytes()[:1000]
+    checkpoint.write_bytes(damaged)
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", config.to_dict()), "--store", store)
+    assert_clean_error(proc, 1, f"cannot read checkpoint {checkpoint}", "truncated or not a dvae checkpoint",
+                       "delete it (and its run folder) to retrain")
+    assert checkpoint.read_bytes() == damaged and not list(checkpoint.parent.glob("*.tmp"))
+
+
+def test_foreign_file_in_place_of_a_checkpoint(tmp_path):
+    config = tiny_config(steps=4)
+    checkpoint = runs.run_dir(config, tmp_path / "store") / CHECKPOINT
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"state_dict": {"weight": torch.zeros(3)}, "epoch": 7}, checkpoint)  # someone else's model file
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", config.to_dict()), "--store", tmp_path / "store")
+    assert_clean_error(proc, 1, f"{checkpoint} is not a dvae checkpoint", "delete it (and its run folder) to retrain")
+
+
+def test_unknown_profile(tmp_path):
+    proc = dvae_cli(tmp_path, "--profile", "fast", module="dvae_core.reproduce")
+    assert proc.returncode == 2 and proc.stderr == "error: unknown profile 'fast': choose one of smoke, preview, paper\n"
+    assert not (reproduce.RESULTS_DIR / "fast").exists()
+
+
+def test_unknown_dataset(tmp_path):
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", tiny_config(dataset="dsprite").to_dict()),
+                    "--store", tmp_path / "store")
+    assert_clean_error(proc, 2, "unknown dataset 'dsprite' (did you mean 'dsprites'?); choose one of",
+                       "colored_sprites")
+    assert no_results(tmp_path / "store") == []
+
+
+def test_unknown_config_parameter(tmp_path):
+    data = tiny_config().to_dict()
+    data["stpes"] = data.pop("steps")
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", data), "--store", tmp_path / "store")
+    assert_clean_error(proc, 2, "c.json: unknown parameter 'stpes' (did you mean 'steps'?); valid: dataset,",
+                       "batch_size")
+    data = {**tiny_config().to_dict(), "model": {"latnet_dim": 4}}
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", data), "--store", tmp_path / "store")
+    assert_clean_error(proc, 2, "unknown model parameter 'latnet_dim' (did you mean 'latent_dim'?)")
+    assert no_results(tmp_path / "store") == []
+
+
+def test_missing_data_file(tmp_path):
+    missing = tmp_path / "nowhere" / "dsprites.npz"
+    data = {**tiny_config().to_dict(), "dataset": "dsprites_npz", "dataset_kwargs": {"path": str(missing)}}
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", data), "--store", tmp_path / "store")
+    assert_clean_error(proc, 1, f"not found at {str(missing)!r}", "this code never downloads")
+    assert no_results(tmp_path / "store") == []
+
+
+def test_nan_loss(tmp_path):
+    data = tiny_config(lr=1e30, checkpoint_every=100).to_dict()  # steps of 1e30 overflow the weights
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", data), "--store", tmp_path / "store")
+    assert_clean_error(proc, 1, "step 2: loss term 'loss' is nan; lower the learning rate")
+    assert no_results(tmp_path / "store") == []
+
+
+def test_failed_notebook_leaves_no_partial_output(tmp_path, monkeypatch):
+    """reproduce keeps a notebook's output only if it ran to the end."""
+    def half_written_then_crash(source, target, **kwargs):
+        with open(target, "w") as handle:
+            handle.write('{"cells": [')
+        raise RuntimeError("cell 3 raised NonFiniteLossError")
+
+    monkeypatch.setitem(sys.modules, "papermill", types.SimpleNamespace(execute_notebook=half_written_then_crash))
+    notebook = tmp_path / "dvae_sweep_fault.ipynb"
+    notebook.write_text("{}")
+    output = tmp_path / "out" / notebook.name
+    with pytest.raises(RuntimeError, match="cell 3"):
+        reproduce.execute(notebook, output, "smoke", "cpu", 0)
+    assert not output.exists()
+    assert not (reproduce.REPO_ROOT / "_build" / "partial" / "smoke" / notebook.name).exists()
+
+
+# ------------------------------------------------------------------------------------------- offline
+
+BLOCK_NETWORK = textwrap.dedent("""
+    import ipaddress, socket
+    attempts = []
+
+    def _is_local(address):
+        if not isinstance(address, tuple):
+            return True  # a Unix socket path
+        host = str(address[0]).split("%")[0]
+        if host in ("", "localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False  # a host name: resolving it is network traffic
+
+    def _blocked(what, address):
+        attempts.append(f"{what} {address!r}")
+        raise OSError(f"network access blocked by the test: {what} {address!r}")
+
+    def _guard(name):
+        real = getattr(socket.socket, name)
+        def guarded(self, *args):
+            if not _is_local(args[-1]):
+                _blocked(name, args[-1])
+            return real(self, *args)
+        setattr(socket.socket, name, guarded)
+
+    for _name in ("connect", "connect_ex", "sendto"):
+        _guard(_name)
+    _real_getaddrinfo = socket.getaddrinfo
+    def _getaddrinfo(host, *args, **kwargs):
+        if host is not None and not _is_local((host.decode() if isinstance(host, bytes) else host, 0)):
+            _blocked("getaddrinfo", host)
+        return _real_getaddrinfo(host, *args, **kwargs)
+    socket.getaddrinfo = _getaddrinfo
+""")
+
+OFFLINE_RUN = textwrap.dedent("""
+    import importlib, json, pkgutil, sys
+    from pathlib import Path
+    import dvae_core
+    names = sorted(m.name for m in pkgutil.walk_packages(dvae_core.__path__, "dvae_core."))
+    for name in names:
+        importlib.import_module(name)
+
+    import numpy as np
+    from dvae_core import cli, runs, sweep
+    from dvae_core.evaluate import mean_encoder
+    from dvae_core.metrics import mig, sample_codes
+    from dvae_core.train import build_dataset
+
+    store, config_path = Path(sys.argv[1]), sys.argv[2]
+    config = cli.load_configs(Path(config_path))[0]
+    model = runs.get_or_train(config, store, device="cpu", progress=False)["model"]
+    sweep.run_sweep([config], store=store, device="cpu", progress=False)
+    assert cli.main([config_path, "--store", str(store), "--device", "cpu"]) == 0
+    codes, factors = sample_codes(build_dataset(config), mean_encoder(model), 200, np.random.default_rng(0))
+    score = mig(codes, factors)["score"]
+    print(json.dumps({"modules": names, "mig": float(score), "attempts": attempts}))
+""")
+
+
+def test_nothing_opens_a_network_connection(tmp_path):
+    config = write_config(tmp_path / "c.json", tiny_config(steps=4).to_dict())
+    # self-check: the guard does refuse a remote address (TEST-NET-1, never routed)
+    probe = subprocess.run([sys.executable, "-c", BLOCK_NETWORK + "import socket\n"
+                            "try:\n    socket.create_connection(('192.0.2.1', 80), timeout=1)\n"
+                            "except OSError as err:\n    print(err)\n"], capture_output=True, text=True, timeout=60)
+    assert "network access blocked by the test" in probe.stdout, probe
+    proc = subprocess.run([sys.executable, "-c", BLOCK_NETWORK + OFFLINE_RUN, str(tmp_path / "store"), config],
+                          cwd=tmp_path, env=child_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["attempts"] == []
+    assert {"dvae_core.cli", "dvae_core.sweep", "dvae_core.reproduce", "dvae_core.train"} <= set(report["modules"])
+    assert report["mig"] == report["mig"]  # a number, not NaN

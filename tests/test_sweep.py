@@ -1,0 +1,127 @@
+"""Sweeps: local processes and a Dask cluster train the same models as a plain loop; duplicates train
+once; a failing run is named by its hash and does not cost the others."""
+
+import concurrent.futures as cf
+
+import pytest
+import torch
+
+from dvae_core import runs, sweep
+from dvae_core.sweep import SweepError, run_sweep
+from test_train import params, tiny_config
+
+TIMING_KEYS = {"images_per_s", "data_fraction"}
+
+
+def grid():
+    """Four tiny runs, as a chapter's grid would vary them: seeds and β."""
+    return [tiny_config(seed=0), tiny_config(seed=1), tiny_config(beta=4.0), tiny_config(beta=4.0, seed=1)]
+
+
+def losses(history):
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in history]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Workers get one thread each (2 cores / 2 jobs); the reference runs here use one too."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory):
+    store = tmp_path_factory.mktemp("sequential")
+    return [runs.get_or_train(c, store, device="cpu", progress=False) for c in grid()]
+
+
+def assert_same_runs(expected, got):
+    assert len(expected) == len(got)
+    for a, b in zip(expected, got):
+        assert a["config"] == b["config"]
+        assert torch.equal(params(a["model"]), params(b["model"])), runs.config_hash(a["config"])
+        assert losses(a["history"]) == losses(b["history"])
+
+
+def test_process_pool_matches_sequential_and_trains_duplicates_once(tmp_path, sequential, monkeypatch):
+    configs = grid() + [grid()[1]]  # the second run asked for twice
+    swept = run_sweep(configs, jobs=2, store=tmp_path, device="cpu", progress=False)
+    assert_same_runs(sequential + [sequential[1]], swept)
+    assert [r["reused"] for r in swept] == [False, False, False, False, True]
+    assert swept[1]["model"] is not swept[4]["model"]  # each result owns its model
+    assert len(list(tmp_path.iterdir())) == 4
+
+    # everything is in the store now: a second sweep loads it all and starts no pool
+    monkeypatch.setattr(cf, "ProcessPoolExecutor", None)
+    again = runs.get_or_train_all(configs, store=tmp_path, device="cpu", progress=False, jobs=2)
+    assert all(r["reused"] for r in again)
+    assert_same_runs(swept, again)
+
+
+def test_dask_cluster_matches_sequential_and_reports_a_failed_run(tmp_path, sequential):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        executor = client.get_executor()
+        swept = run_sweep(grid(), executor=executor, store=tmp_path, device="cpu", progress=False)
+        assert_same_runs(sequential, swept)
+        assert not any(r["reused"] for r in swept)
+
+        good, bad = tiny_config(seed=7), tiny_config(seed=8, lr=1e30)  # lr 1e30: NaN at step 2
+        with pytest.raises(SweepError) as info:
+            run_sweep([good, bad], executor=executor, store=tmp_path, device="cpu", progress=False)
+    message = str(info.value)
+    assert f"run {runs.config_hash(bad)} (dsprites deconv beta=1.0 seed=8" in message
+    assert "NonFiniteLossError: step 2: loss term 'loss' is nan; lower the learning rate" in message
+    assert "\n" not in message and list(info.value.failures) == [runs.config_hash(bad)]
+    assert runs.load_run(good, tmp_path) is not None  # the good run of the failed sweep is kept
+    assert not list(runs.run_dir(bad, tmp_path).glob("*.pt*")), "a failed run left a checkpoint"
+
+
+def test_duplicates_train_once_on_a_parallel_executor(tmp_path, monkeypatch):
+    calls = []
+    real_train = runs.train
+
+    def counting_train(config, *args, **kwargs):
+        calls.append(runs.config_hash(config))
+        return real_train(config, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "train", counting_train)
+    a, b = tiny_config(steps=4), tiny_config(steps=4, seed=9)
+    with cf.ThreadPoolExecutor(2) as executor:
+        results = run_sweep([a, a, b, a], executor=executor, store=tmp_path, device="cpu", progress=False)
+    assert sorted(calls) == sorted([runs.config_hash(a), runs.config_hash(b)])
+    assert [r["reused"] for r in results] == [False, True, False, True]
+    assert torch.equal(params(results[0]["model"]), params(results[3]["model"]))
+
+
+def test_in_process_sweep_names_the_failed_run_and_finishes_the_others(tmp_path):
+    good, broken, later = tiny_config(steps=4), tiny_config(steps=4, dataset="no_such_data"), tiny_config(steps=4, seed=5)
+    with pytest.raises(SweepError, match=rf"run {runs.config_hash(broken)} \(no_such_data deconv .*\) failed: "
+                                         r"ValueError: unknown dataset 'no_such_data'") as info:
+        runs.get_or_train_all([good, broken, later, broken], store=tmp_path, device="cpu", progress=False)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert runs.load_run(later, tmp_path) is not None
+    assert not (runs.run_dir(broken, tmp_path) / "config.json").exists(), "a run that never started left its recipe"
+
+
+def test_workers_that_do_not_share_the_store_are_a_clear_error(tmp_path):
+    elsewhere = tmp_path / "worker_local_disk"
+
+    class ElsewhereExecutor(cf.ThreadPoolExecutor):  # a "cluster" whose workers write to their own disk
+        def submit(self, fn, config, store, *rest):
+            return super().submit(fn, config, str(elsewhere), *rest)
+
+    with ElsewhereExecutor(1) as executor, pytest.raises(SweepError, match="workers must see the run store"):
+        run_sweep([tiny_config(steps=2)], executor=executor, store=tmp_path / "shared", device="cpu", progress=False)
+
+
+def test_bad_jobs_and_empty_sweeps(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="jobs=0"):
+        run_sweep([tiny_config()], jobs=0, store=tmp_path)
+    monkeypatch.setenv(sweep.JOBS_ENV, "many")
+    with pytest.raises(ValueError, match="DVAE_JOBS='many'"):
+        run_sweep([tiny_config()], store=tmp_path)
+    assert run_sweep([], jobs=2, store=tmp_path) == []
