@@ -150,7 +150,7 @@ class FactorTagged(FactorDataset):
         out = torch.empty(pixels.shape[0], pixels.shape[1] + 1, *pixels.shape[2:], dtype=pixels.dtype)
         out[:, :-1] = pixels
         out[:, -1] = 0.0
-        out[:, -1, 0, :self.num_factors] = torch.from_numpy(factors).to(pixels.dtype)
+        out[:, -1, 0, :self.num_factors] = torch.from_numpy(np.ascontiguousarray(factors)).to(pixels.dtype)
         return out
 
     def read_factors(self, images: torch.Tensor) -> np.ndarray:
@@ -239,8 +239,8 @@ class ConstructedCode:
 NOISE = 0.05
 #: Weight with which the last factor is added to the two dimensions it is mixed into.
 MIX = 0.5
-#: Per-dimension scales of the "rescaled" code: four decades, every s.d. above the 0.05 pruning threshold.
-RESCALE = (100.0, 0.1, 3.0, 1.0, 10.0)
+#: Per-dimension scales of the "rescaled" code: two decades, every s.d. above the 0.05 pruning threshold.
+RESCALE = (10.0, 0.1, 3.0, 1.0, 0.3)
 
 
 def random_rotation(dims: int, seed: int) -> np.ndarray:
@@ -308,14 +308,16 @@ def score_code(dataset: FactorTagged, code: ConstructedCode, p: MetricProfile, s
     codes, factors = sample_codes(dataset, encode, p.mig_samples, np.random.default_rng(seed))
     gap = mig(codes, factors)
     return {"code": code.name, "dims": code.dims, "beta_vae_train": beta["train_accuracy"],
-            "beta_vae_eval": beta["eval_accuracy"], "beta_vae_converged": converged, "factor_vae_train": factor["train_accuracy"],
+            "beta_vae_eval": beta["eval_accuracy"], "beta_vae_converged": converged,
+            "factor_vae_train": factor["train_accuracy"],
             "factor_vae_eval": factor["eval_accuracy"], "active_dims": factor["num_active_dims"],
             "mig": gap["score"], "beta": beta, "factor": factor, "mig_out": gap}
 
 
 def score_table(scores: dict[str, dict]) -> pd.DataFrame:
     """One row per code: its dimensions and the three metrics (eval accuracies, MIG)."""
-    columns = ["code", "dims", "active_dims", "beta_vae_train", "beta_vae_eval", "beta_vae_converged", "factor_vae_train",
+    columns = ["code", "dims", "active_dims", "beta_vae_train", "beta_vae_eval", "beta_vae_converged",
+               "factor_vae_train",
                "factor_vae_eval", "mig"]
     return pd.DataFrame([{c: s[c] for c in columns} for s in scores.values()]).set_index("code")
 
@@ -331,7 +333,7 @@ def fixed_factor_batch(dataset: FactorDataset, factor: int, batch_size: int, rng
 
 
 def global_variances(dataset: FactorDataset, encode, num_points: int, rng: np.random.Generator) -> np.ndarray:
-    """Per-dimension variance (ddof=1) of the codes of ``num_points`` uniform draws, as the FactorVAE metric estimates it."""
+    """Per-dimension variance (ddof=1) of the codes of ``num_points`` uniform draws (as the FactorVAE metric's)."""
     codes, _ = sample_codes(dataset, encode, num_points, rng)
     return np.var(codes, axis=0, ddof=1)
 
@@ -396,7 +398,9 @@ def distinct_argmin(mixing: np.ndarray) -> bool:
     the majority-vote classifier can be perfect even though every dimension mixes every factor.
     (The jitter is ignored: it is small against every factor's weight here.)
     """
-    share = mixing ** 2 / (mixing ** 2).sum(axis=1, keepdims=True)
+    power = mixing ** 2
+    total = power.sum(axis=1, keepdims=True)
+    share = np.divide(power, total, out=np.zeros_like(power, dtype=float), where=total > 0)
     winners = np.argmax(share, axis=0)  # per factor k, the dimension it empties most
     return bool(len(set(winners.tolist())) == mixing.shape[1])
 
@@ -437,7 +441,8 @@ def beta_failure_claim(scores: dict[str, dict], code: str, num_factors: int, num
         ours={"beta_vae_eval": beta, "factor_vae_eval": factor, "expected_factor_vae": expected,
               "tolerance": tol, "num_eval": num_eval},
         verdict=verdict,
-        rule=f"reproduced if β-VAE eval accuracy ≥ {BETA_THRESHOLD} and FactorVAE eval accuracy ≤ (K−1)/K + tol, "
+        rule=f"reproduced if β-VAE eval accuracy ≥ {BETA_THRESHOLD} and FactorVAE eval accuracy "
+             f"≤ (K−1)/K + tol, "
              f"tol = 3 binomial standard errors of (K−1)/K on num_eval votes; not reproduced otherwise; "
              f"inconclusive if tol > {MAX_TOLERANCE} (too few evaluation votes)")
 
@@ -458,7 +463,8 @@ def ranking_claim(scores: dict[str, dict], num_eval: int, better: str = "perfect
         metric="FactorVAE eval accuracy, perfect code − all-but-one code (mixed), same factor draws",
         paper_value="a factor is only classified correctly if a dimension of its own has the lowest variance "
                     "(Sec. 4)",
-        ours={better: a, worse: b, "difference": diff, "std_error": se, "beta_vae_" + better: scores[better]["beta_vae_eval"],
+        ours={better: a, worse: b, "difference": diff, "std_error": se,
+              "beta_vae_" + better: scores[better]["beta_vae_eval"],
               "beta_vae_" + worse: scores[worse]["beta_vae_eval"]},
         verdict=verdict,
         rule="reproduced if the difference exceeds 3 standard errors (two independent binomials on num_eval votes); "
@@ -518,6 +524,8 @@ def plot_one_vote(axes_row, code: ConstructedCode, vote: dict, feature: dict, fa
     ax = axes_row[0]
     colours = ["tab:red" if j == vote["vote"] else "0.6" for j in x]
     ax.bar(x, vote["normalised_variance"], color=colours)
+    ax.annotate("argmin", (vote["vote"], vote["normalised_variance"][vote["vote"]]), xytext=(0, 4),
+                textcoords="offset points", ha="center", va="bottom", color="tab:red", fontsize=8)
     ax.axhline(1.0, color="k", lw=0.8, ls=":")
     ax.set_xticks(x, labels, fontsize=7)
     ax.set_ylabel("batch variance / global variance")
@@ -562,14 +570,16 @@ def plot_beta_features(features: dict[str, np.ndarray], scores: dict[str, dict],
     class mean (so 0 = the dimension does not change when that factor is shared)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(features), figsize=(3.1 * len(features), 3.3), squeeze=False)
-    for ax, (name, table) in zip(axes[0], features.items()):
+    fig, axes = plt.subplots(1, len(features), figsize=(2.9 * len(features) + 1.2, 3.3), squeeze=False,
+                             sharey=True)
+    for i, (ax, (name, table)) in enumerate(zip(axes[0], features.items())):
         shown = table / np.nanmax(table, axis=0, keepdims=True)
         image = ax.imshow(shown, cmap="viridis", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(table.shape[1]), [f"z{j}" for j in range(table.shape[1])], fontsize=8)
         ax.set_yticks(range(len(factor_names)), factor_names, fontsize=8)
         ax.set_xlabel("code dimension")
-        ax.set_ylabel("fixed factor (the label)")
+        if i == 0:
+            ax.set_ylabel("fixed factor (the label)")
         ax.set_title(f"{CODE_TITLES.get(name, name)}\nβ-VAE eval {scores[name]['beta_vae_eval']:.3f}", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), label="mean |z₁ − z₂| / column max", shrink=0.9)
     return fig
@@ -581,17 +591,17 @@ def plot_scores(table: pd.DataFrame, num_factors: int):
 
     metrics = [("beta_vae_eval", "β-VAE metric (eval acc.)", "tab:blue"),
                ("factor_vae_eval", "FactorVAE metric (eval acc.)", "tab:red"), ("mig", "MIG", "tab:green")]
-    fig, ax = plt.subplots(figsize=(8.4, 3.4))
+    fig, ax = plt.subplots(figsize=(9.0, 3.8))
     x = np.arange(len(table))
     for i, (column, label, colour) in enumerate(metrics):
         ax.bar(x + (i - 1) * 0.27, table[column], 0.27, label=label, color=colour)
-    ax.axhline((num_factors - 1) / num_factors, color="k", ls="--", lw=0.8)
-    ax.text(len(table) - 0.5, (num_factors - 1) / num_factors + 0.01, "(K−1)/K", ha="right", va="bottom", fontsize=8)
-    ax.set_xticks(x, [CODE_TITLES.get(c, c) for c in table.index], fontsize=8)
+    ax.axhline((num_factors - 1) / num_factors, color="k", ls="--", lw=0.8, label="(K−1)/K")
+    ax.set_xticks(x, [CODE_TITLES.get(c, c).replace(", ", ",\n", 1).replace(" + ", "\n+ ")
+                      for c in table.index], fontsize=8)
     ax.set_xlabel("constructed code")
     ax.set_ylabel("score")
-    ax.set_ylim(0, 1.08)
-    ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=4, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -609,7 +619,8 @@ def plot_rotation_sweep(sweep: pd.DataFrame, table: pd.DataFrame):
             rows = sweep.distinct_argmin == distinct
             ax.scatter(i + jitter[rows.to_numpy()], sweep.loc[rows, column], s=22, marker=marker,
                        facecolors="tab:purple" if distinct else "none", edgecolors="tab:purple",
-                       label=("rotation, distinct argmins" if distinct else "rotation, shared argmin") if i == 0 else None)
+                       label=(("rotation, distinct argmins" if distinct else "rotation, shared argmin")
+                              if i == 0 else None))
         ax.plot([i - 0.3, i + 0.3], [table.loc["perfect", column]] * 2, color="k", lw=2,
                 label="perfect code" if i == 0 else None)
     ax.set_xticks(range(len(metrics)), [m[1] for m in metrics])
