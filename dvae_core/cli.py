@@ -93,16 +93,24 @@ def config_from_dict(data: Any, source: str = "config"):
     """A :class:`TrainConfig` from parsed JSON, refusing unknown parameters, wrong types, an unknown
     dataset or decoder with a message that lists the valid choices."""
     from dvae_core.data import DATASETS
-    from dvae_core.models import DECODERS, FactorVAEConfig, VAEConfig
-    from dvae_core.train import TrainConfig
+    from dvae_core.models import DECODERS, FactorVAEConfig
+    from dvae_core.train import MODEL_CONFIGS, TrainConfig
 
-    kwargs = _checked(data, TrainConfig, "parameter", source, nested={"model": VAEConfig, "factor_vae": FactorVAEConfig})
-    config = TrainConfig(**kwargs)
+    kind = data.get("model", {}).get("kind", "vae") if isinstance(data, dict) and isinstance(data.get("model"), dict) \
+        else "vae"
+    if kind not in MODEL_CONFIGS:
+        raise ConfigError(f"{source}: unknown model kind {kind!r}; choose one of {', '.join(sorted(MODEL_CONFIGS))}")
+    kwargs = _checked(data, TrainConfig, "parameter", source,
+                      nested={"model": MODEL_CONFIGS[kind], "factor_vae": FactorVAEConfig})
+    try:
+        config = TrainConfig(**kwargs)
+    except ValueError as err:  # a model config's own check (e.g. an unknown RAE variant)
+        raise ConfigError(f"{source}: {err}") from None
     if config.dataset not in DATASETS:
         close = difflib.get_close_matches(config.dataset, DATASETS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"{source}: unknown dataset {config.dataset!r}{hint}; choose one of {', '.join(sorted(DATASETS))}")
-    if config.model.decoder not in DECODERS:
+    if kind == "vae" and config.model.decoder not in DECODERS:
         raise ConfigError(f"{source}: unknown decoder {config.model.decoder!r}; choose one of {', '.join(DECODERS)}")
     for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
         if getattr(config, name) < 1:

@@ -71,7 +71,7 @@ from typing import Any, Iterable, Iterator
 from tqdm.auto import tqdm
 
 from dvae_core import runs
-from dvae_core.train import TrainConfig, show_progress
+from dvae_core.train import TrainConfig, run_label, show_progress
 
 JOBS_ENV = "DVAE_JOBS"
 SCHEDULER_ENV = "DVAE_SCHEDULER"
@@ -88,7 +88,7 @@ class SweepError(RuntimeError):
 def describe(config: TrainConfig) -> str:
     """A short human label for a run: dataset, decoder, objective, seed."""
     objective = f"gamma={config.factor_vae.gamma}" if config.factor_vae is not None else f"beta={config.beta}"
-    return f"{config.dataset} {config.model.decoder} {objective} seed={config.seed} steps={config.steps}"
+    return f"{config.dataset} {run_label(config)} {objective} seed={config.seed} steps={config.steps}"
 
 
 def default_jobs() -> int:

@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 
 from dvae_core.models import VAE, VAEConfig
 from dvae_core.models.factor_vae import FactorVAE, FactorVAEConfig
+from dvae_core.models.rae import RAEConfig, RegularizedAE
+from dvae_core.models.vlae import VLAE, VLAEConfig
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -48,6 +50,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     factor_vae: FactorVAEConfig | None = None   # set: train a FactorVAE (Kim & Mnih 2018)
+    optimizer: str | None = None                # None: Adam; "adamax" (the VLAE paper's)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -59,12 +62,28 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         d = dict(d)
-        d["model"] = VAEConfig(**d["model"])
+        d["model"] = model_config_from_dict(d["model"])
         if d.get("factor_vae") is not None:
             factor = dict(d["factor_vae"])
             factor["disc_betas"] = tuple(factor.get("disc_betas", FactorVAEConfig.disc_betas))
             d["factor_vae"] = FactorVAEConfig(**factor)
         return cls(**d)
+
+
+#: Model configurations by their ``kind`` field. VAEConfig has none (its runs' hashes predate the
+#: others), so a model dict without ``kind`` is a VAE; the builders live in :func:`build_model`.
+MODEL_CONFIGS: dict[str, type] = {"vae": VAEConfig, "rae": RAEConfig, "vlae": VLAEConfig}
+MODEL_CLASSES: dict[str, type] = {"rae": RegularizedAE, "vlae": VLAE}
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
+
+
+def model_config_from_dict(d: dict[str, Any]):
+    """The model configuration a run's JSON recipe describes (lists back to tuples)."""
+    kind = d.get("kind", "vae")
+    if kind not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model kind {kind!r}: choose one of {sorted(MODEL_CONFIGS)}")
+    cls = MODEL_CONFIGS[kind]
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def canonical_json(config_dict: dict[str, Any]) -> str:
@@ -83,10 +102,26 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def build_model(config: TrainConfig) -> VAE:
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    kind = getattr(config.model, "kind", "vae")
+    if kind != "vae":
+        return MODEL_CLASSES[kind](config.model)
     if config.factor_vae is not None:
         return FactorVAE(config.model, config.factor_vae)
     return VAE(config.model)
+
+
+def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
+    name = config.optimizer or "adam"
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}: choose one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[name](parameters, lr=config.lr)
+
+
+def run_label(config: TrainConfig) -> str:
+    """A short name for progress bars and logs: the decoder of a VAE, the variant of other models."""
+    model = config.model
+    return getattr(model, "variant", None) or getattr(model, "decoder", None) or getattr(model, "kind", "model")
 
 
 def build_dataset(config: TrainConfig):
@@ -154,7 +189,7 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     dataset = build_dataset(config)
     rng = np.random.default_rng(config.seed)
     model = build_model(config).to(dev)
-    optimizer = torch.optim.Adam(model.vae_parameters(), lr=config.lr)
+    optimizer = make_optimizer(config, model.vae_parameters())
     auxiliary = model.auxiliary_optimizer()  # FactorVAE's discriminator has its own
     history: list[dict[str, float]] = []
     step = 0
@@ -181,7 +216,7 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
         }, ckpt_path)
 
     model.train()
-    bar = tqdm(total=config.steps, initial=step, disable=not show_progress(progress), desc=f"{config.model.decoder} s{config.seed}",
+    bar = tqdm(total=config.steps, initial=step, disable=not show_progress(progress), desc=f"{run_label(config)} s{config.seed}",
                leave=False, mininterval=2.0)
     sums: dict[str, float] = {}
     window_start, data_seconds, window_steps = time.perf_counter(), 0.0, 0

@@ -8,6 +8,11 @@
 * ``"shapes3d_h5"`` -- :class:`Shapes3DH5`, the real 3dshapes file (kwargs: path, in_memory)
 * ``"shapes3d"`` -- :class:`Shapes3D`, procedural 3dshapes on the real grid (kwargs: resolution, antialias, cache)
 * ``"chairs"`` -- :class:`ChairsFolder`, a local 3D Chairs folder (kwargs: root, resolution, grayscale, crop)
+* ``"fashion_mnist"`` -- :class:`ImageSet`, Debian's Fashion-MNIST (kwargs: split, pad_to, binarize, limit, root)
+* ``"mnist_files"`` -- :class:`ImageSet`, any MNIST-format idx files (kwargs: root, split, pad_to, binarize, limit)
+
+The last two are labelled image sets without a factor grid (RAE and VLAE chapters); they share
+``sample(n, rng)`` with the factor datasets, which is all the training loop needs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from .base import FactorDataset
 from .binarize import binarize_dynamic, binarize_static
 from .chairs import ChairsFolder
 from .holdout import HeldOutRegion
+from .image_sets import ImageSet, fashion_mnist, mnist_files, pad_images
 from .files import (
     DSPRITES_FILENAME,
     FASHION_MNIST_DIR,
@@ -37,17 +43,19 @@ from .sprites import (
     render_sprites,
 )
 
-DATASETS: dict[str, Callable[..., FactorDataset]] = {
+DATASETS: dict[str, Callable[..., FactorDataset | ImageSet]] = {
     "dsprites": DSprites,
     "colored_sprites": ColoredSprites,
     "dsprites_npz": DSpritesNPZ,
     "shapes3d_h5": Shapes3DH5,
     "shapes3d": Shapes3D,
     "chairs": ChairsFolder,
+    "fashion_mnist": fashion_mnist,
+    "mnist_files": mnist_files,
 }
 
 
-def make_dataset(name: str, holdout: dict | None = None, **kwargs) -> FactorDataset:
+def make_dataset(name: str, holdout: dict | None = None, **kwargs) -> FactorDataset | ImageSet:
     """The registered dataset ``name`` built with ``kwargs``; ValueError naming the known ones otherwise.
 
     ``holdout`` (a factor-name → [lo, hi) box) wraps it in :class:`HeldOutRegion`, so training
@@ -80,6 +88,10 @@ __all__ = [
     "DSprites",
     "DSpritesNPZ",
     "FactorDataset",
+    "ImageSet",
+    "fashion_mnist",
+    "mnist_files",
+    "pad_images",
     "Shapes3D",
     "Shapes3DH5",
     "binarize_dynamic",

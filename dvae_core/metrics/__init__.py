@@ -4,6 +4,9 @@
 * :func:`factor_vae_score` — FactorVAE metric (Kim & Mnih 2018), on a dataset + encoder.
 * :func:`beta_vae_score` — beta-VAE metric (Higgins et al. 2017), on a dataset + encoder.
 * :func:`gaussian_total_correlation` — Monte-Carlo TC of the aggregate posterior from codes' (mean, logvar).
+* :func:`frechet_distance` / :func:`fid` — Fréchet (Inception) distance with pluggable features (RAE chapter).
+* :func:`fit_latent_density` — ex-post densities of codes: N(0, I), one Gaussian, a 10-component GMM (RAE).
+* :func:`importance_weighted_nll` — −log p(x) by importance sampling (Burda et al. 2016; VLAE chapter).
 * :func:`sample_codes` / :func:`encode_factors` — batched rendering + encoding helpers
   (``mig(*sample_codes(dataset, encode, 10000, rng))`` is disentanglement_lib's MIG setting).
 
@@ -15,7 +18,11 @@ from dvae_core.metrics.beta_vae_score import beta_vae_score
 from dvae_core.metrics.encode import encode_factors, encode_images, sample_codes
 from dvae_core.metrics.factor_vae_score import factor_vae_score
 from dvae_core.metrics.mig import histogram_discretize, mig
+from dvae_core.metrics.density import fit_latent_density
+from dvae_core.metrics.fid import feature_statistics, fid, frechet_distance, make_feature_extractor
+from dvae_core.metrics.nll import importance_weighted_nll
 from dvae_core.metrics.total_correlation import gaussian_total_correlation
 
-__all__ = ["beta_vae_score", "encode_factors", "encode_images", "factor_vae_score",
-           "gaussian_total_correlation", "histogram_discretize", "mig", "sample_codes"]
+__all__ = ["beta_vae_score", "encode_factors", "encode_images", "factor_vae_score", "feature_statistics", "fid",
+           "fit_latent_density", "frechet_distance", "gaussian_total_correlation", "histogram_discretize",
+           "importance_weighted_nll", "make_feature_extractor", "mig", "sample_codes"]

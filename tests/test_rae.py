@@ -1,0 +1,231 @@
+"""The RAE chapter's models (dvae_core.models.rae), image sets, and their place in the training loop."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dvae_core.data import make_dataset
+from dvae_core.data.image_sets import ImageSet, mnist_files, pad_images
+from dvae_core.experiments import rae as rae_exp
+from dvae_core.models.rae import DETERMINISTIC, VARIANTS, RAEConfig, RegularizedAE, imq_mmd
+from dvae_core.runs import config_hash, get_or_train
+from dvae_core.train import TrainConfig, build_model
+
+torch.set_num_threads(1)
+TINY = dict(channels=4, latent_dim=3)
+
+
+def batch(n: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_model_has_finite_terms_shapes_and_gradients(variant):
+    torch.manual_seed(0)
+    model = RegularizedAE(RAEConfig(variant=variant, reg_weight=1e-3, **TINY))
+    x = batch()
+    terms = model.loss(x, beta=0.1)
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["loss"].backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    code, logvar = model.encode(x)
+    assert code.shape == (8, 3) and model.decode(code).shape == x.shape
+    assert (logvar is None) == (variant in DETERMINISTIC)
+    out = model.decode(code)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_each_objective_is_the_documented_sum():
+    torch.manual_seed(0)
+    x = batch()
+    for variant, extra in [("rae", None), ("rae_l2", "decoder_l2"), ("rae_gp", "grad_penalty")]:
+        model = RegularizedAE(RAEConfig(variant=variant, reg_weight=0.5, **TINY))
+        t = model.loss(x, beta=0.25)
+        expected = t["recon"] + 0.25 * t["code"] + (0.5 * t[extra] if extra else 0.0)
+        torch.testing.assert_close(t["loss"], expected)
+    ae = RegularizedAE(RAEConfig(variant="ae", **TINY))
+    t = ae.loss(x, beta=123.0)
+    assert set(t) == {"loss", "recon"} and t["loss"] == t["recon"]
+
+
+def test_code_penalty_is_the_mean_square_of_the_code():
+    model = RegularizedAE(RAEConfig(variant="rae", **TINY)).eval()
+    x = batch()
+    z, _ = model.encode(x)
+    torch.testing.assert_close(model.loss(x, beta=1.0)["code"], z.pow(2).mean())
+
+
+def test_gradient_penalty_matches_autograd_of_the_decoder():
+    model = RegularizedAE(RAEConfig(variant="rae_gp", batch_norm=False, **TINY))
+    x = batch(4)
+    z = model.encode(x)[0].detach().requires_grad_(True)
+    jac = torch.autograd.functional.jacobian(lambda v: model.decoder(v).pow(2).sum(), z)  # d Σ x̂² / dz
+    t = model._deterministic_loss(x, z, beta=0.0)
+    torch.testing.assert_close(t["grad_penalty"], jac.pow(2).mean())
+
+
+def test_l2_penalty_sums_the_transposed_convolution_kernels():
+    model = RegularizedAE(RAEConfig(variant="rae_l2", **TINY))
+    expected = sum(m.weight.pow(2).sum() for m in model.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+    torch.testing.assert_close(model.loss(batch(), beta=0.0)["decoder_l2"], expected)
+
+
+def test_spectral_norm_bounds_every_decoder_layer():
+    model = RegularizedAE(RAEConfig(variant="rae_sn", **TINY)).train()
+    for _ in range(30):  # power iterations converge while training
+        model.loss(batch(), beta=0.0)
+    dense = model.decoder.dense.weight
+    assert torch.linalg.matrix_norm(dense.detach(), ord=2).item() == pytest.approx(1.0, abs=0.05)
+    plain = RegularizedAE(RAEConfig(variant="rae", **TINY))
+    assert not hasattr(plain.decoder.dense, "parametrizations")
+
+
+def test_cv_vae_has_the_constant_variance():
+    model = RegularizedAE(RAEConfig(variant="cv_vae", constant_std=0.7, **TINY))
+    _, logvar = model.encode(batch())
+    torch.testing.assert_close((0.5 * logvar).exp(), torch.full_like(logvar, 0.7))
+
+
+def test_imq_mmd_is_near_zero_for_one_distribution_and_large_for_two():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(400, 4, generator=g), torch.randn(400, 4, generator=g)
+    assert abs(imq_mmd(a, b).item()) < 0.05  # the estimate is unbiased: noise of order 1/n around 0
+    assert imq_mmd(a + 3.0, b).item() > 0.5
+    assert imq_mmd(a + 3.0, b).item() > imq_mmd(a + 1.0, b).item() > imq_mmd(a, b).item()
+
+
+def test_unknown_variant_and_resolution_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown RAE-chapter model 'rea'"):
+        RAEConfig(variant="rea")
+    with pytest.raises(ValueError, match="32×32"):
+        RAEConfig(resolution=28)
+
+
+# ------------------------------------------------------------------------------------------- image sets
+
+
+def write_idx(path, array: np.ndarray, code: int) -> None:
+    header = bytes([0, 0, code, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(">u1").tobytes())
+
+
+@pytest.fixture()
+def idx_root(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 50), ("t10k", 20)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 0x08)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n), 0x08)
+    return tmp_path
+
+
+def test_image_set_pads_binarises_and_samples_deterministically(idx_root):
+    plain = mnist_files(idx_root, "train")
+    padded = mnist_files(idx_root, "train", pad_to=32)
+    assert plain.image_shape == (1, 28, 28) and padded.image_shape == (1, 32, 32) and len(padded) == 50
+    torch.testing.assert_close(padded.data[:, :, 2:30, 2:30], plain.data)
+    assert padded.data[:, :, :2].abs().sum() == 0
+    static = mnist_files(idx_root, "train", binarize="static")
+    assert set(static.data.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(static.data, mnist_files(idx_root, "train", binarize="static").data)
+    x1, y1 = padded.sample(16, np.random.default_rng(3))
+    x2, y2 = padded.sample(16, np.random.default_rng(3))
+    assert torch.equal(x1, x2) and (y1 == y2).all()
+    dynamic = mnist_files(idx_root, "test", binarize="dynamic")
+    rng = np.random.default_rng(0)
+    a, b = dynamic.images(np.zeros(64, dtype=int), rng), dynamic.images(np.zeros(64, dtype=int), rng)
+    assert set(a.unique().tolist()) <= {0.0, 1.0} and not torch.equal(a, b)  # a fresh draw each time
+    mean = torch.stack([dynamic.images(np.zeros(1, dtype=int), rng)[0] for _ in range(400)]).mean(0)
+    assert (mean - dynamic.data[0]).abs().max() < 0.15  # Bernoulli(p) draws average to p
+
+
+def test_image_set_errors_name_the_fix(idx_root, tmp_path):
+    with pytest.raises(ValueError, match="binarize"):
+        mnist_files(idx_root, "train", binarize="sometimes")
+    with pytest.raises(ValueError, match="cannot pad"):
+        pad_images(torch.zeros(1, 1, 28, 28), 20)
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        make_dataset("mnist_files", root=tmp_path / "nowhere")
+
+
+# ------------------------------------------------------------------------------------------- training loop
+
+
+def test_rae_config_round_trips_and_old_vae_hashes_are_unchanged(idx_root):
+    config = TrainConfig(dataset="mnist_files", dataset_kwargs={"root": str(idx_root), "pad_to": 32},
+                         model=RAEConfig(variant="rae_gp", reg_weight=1e-3, **TINY), beta=0.1, steps=2)
+    again = TrainConfig.from_dict(json.loads(config.canonical()))
+    assert again == config and config_hash(again) == config_hash(config)
+    assert isinstance(build_model(config), RegularizedAE)
+    # A VAE recipe carries no "kind": its hash (the name of every existing run) must not move.
+    assert "kind" not in TrainConfig().canonical()
+
+
+def test_a_rae_trains_resumes_and_is_reused(idx_root, tmp_path):
+    config = TrainConfig(dataset="mnist_files", dataset_kwargs={"root": str(idx_root), "pad_to": 32},
+                         model=RAEConfig(variant="rae_l2", reg_weight=1e-4, **TINY), beta=1e-3, steps=6,
+                         batch_size=8, checkpoint_every=3, log_every=3, optimizer="adamax")
+    first = get_or_train(config, store=tmp_path / "runs", device="cpu", progress=False)
+    assert not first["reused"] and len(first["history"]) == 2
+    second = get_or_train(config, store=tmp_path / "runs", device="cpu", progress=False)
+    assert second["reused"]
+    for a, b in zip(first["model"].state_dict().values(), second["model"].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_unknown_optimizer_is_a_clear_error(idx_root, tmp_path):
+    config = TrainConfig(dataset="mnist_files", dataset_kwargs={"root": str(idx_root), "pad_to": 32},
+                         model=RAEConfig(**TINY), steps=1, batch_size=4, optimizer="sgd-ish")
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd-ish'"):
+        get_or_train(config, store=tmp_path / "runs", device="cpu", progress=False)
+
+
+# ------------------------------------------------------------------------------------------- experiment
+
+
+def test_profiles_use_the_papers_weights_and_sizes():
+    paper = rae_exp.rae_profile("paper")
+    assert (paper.channels, paper.latent_dim, paper.batch_size, paper.lr) == (128, 16, 100, 5e-4)
+    assert paper.steps * paper.batch_size == 100 * 60_000  # 100 epochs
+    config = rae_exp.run_config(paper, "rae_l2")
+    assert (config.beta, config.model.reg_weight) == (1e-4, 1e-7)
+    assert rae_exp.run_config(paper, "vae").beta == 0.312
+    with pytest.raises(ValueError, match="unknown profile"):
+        rae_exp.rae_profile("fast")
+
+
+def test_midpoints_pair_each_code_with_another():
+    codes = np.arange(20, dtype=float).reshape(10, 2)
+    mid = rae_exp.midpoint_codes(codes, np.random.default_rng(0))
+    partner = 2 * mid - codes
+    assert sorted(map(tuple, partner)) == sorted(map(tuple, codes))
+
+
+def rows(**overrides) -> list[dict]:
+    base = {"ae": (20, 60, 15, 25), "rae": (20, 30, 14, 20), "rae_l2": (20, 30, 13, 20), "rae_gp": (20, 30, 14, 20),
+            "rae_sn": (20, 30, 15, 20), "vae": (30, 31, 30, 30), "cv_vae": (25, 40, 26, 30), "wae": (18, 25, 17, 20)}
+    base.update(overrides)
+    return [{"variant": v, "REC": r, "N": n, "GMM": g, "Interp": i, "N_sd": 0.3, "GMM_sd": 0.3, "Interp_sd": 0.3}
+            for v, (r, n, g, i) in base.items()]
+
+
+def test_claim_rules():
+    verdicts = lambda table: {c.id: c.verdict for c in rae_exp.table1_claims(table, 3)}  # noqa: E731
+    assert set(verdicts(rows()).values()) == {"reproduced"}
+    v = verdicts(rows(ae=(20, 16, 15, 25)))  # AE's N barely worse than GMM
+    assert v["rae-ae-n-far-worse"] == "inconclusive"
+    v = verdicts(rows(ae=(20, 15, 15, 25), rae=(20, 14, 14.5, 20), rae_l2=(20, 13, 13.2, 20)))
+    assert v["rae-ae-n-far-worse"] == "not reproduced" and v["rae-gmm-beats-n"] == "not reproduced"
+    v = verdicts(rows(rae=(20, 30, 40, 20)))  # one of four RAE variants clearly worse than the VAE
+    assert v["rae-competitive-with-vae"] == "inconclusive"
+    v = verdicts(rows(rae=(20, 50, 40, 20), rae_l2=(20, 50, 40, 20), rae_gp=(20, 50, 40, 20)))
+    assert v["rae-competitive-with-vae"] == "not reproduced"
+
+
+def test_table1_puts_ours_beside_the_papers():
+    table = rae_exp.table1(rows())
+    assert list(table.index) == ["VAE", "CV-VAE", "WAE", "RAE-GP", "RAE-L2", "RAE-SN", "RAE", "AE"]
+    assert table.loc["AE", ("N", "paper MNIST")] == 58.73 and table.loc["AE", ("N", "ours")] == 60
