@@ -84,10 +84,15 @@ def load_results(profile: str) -> list[dict]:
     return claims
 
 
-def _compact(value) -> str:
+def _compact(value, nested: bool = False) -> str:
+    """A claim's value for a table cell: scalars of a dict, and one level of nested dicts (per-model
+    numbers) as ``name: a 1, b 2``; lists (per-seed values) are left to the results file."""
     if isinstance(value, dict):
-        shown = {k: v for k, v in value.items() if not isinstance(v, (list, dict))}
-        return "; ".join(f"{k} {_compact(v)}" for k, v in shown.items())
+        if nested:
+            return ", ".join(f"{k} {_compact(v)}" for k, v in value.items() if not isinstance(v, (list, dict)))
+        parts = [f"{k}: {_compact(v, nested=True)}" if isinstance(v, dict) else f"{k} {_compact(v)}"
+                 for k, v in value.items() if not isinstance(v, list)]
+        return "; ".join(parts)
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)

@@ -65,3 +65,11 @@ def test_scorecard_markdown_colours_and_links():
     assert "{bdg-success}`reproduced`" in page and "{bdg-danger}`not reproduced`" in page
     assert "[nb1](../notebooks/nb1.ipynb)" in page and "SB / wins" in page
     assert "1 reproduced, 1 not reproduced, 0 inconclusive" in page and "| nb1 | 1.5 |" in page
+
+
+def test_scorecard_cells_show_per_model_numbers_and_leave_out_lists():
+    from dvae_core.reproduce import _compact
+
+    cell = _compact({"AE": {"N": 88.3216, "GMM": 30.1}, "limit": 62.12, "per_seed": [1, 2, 3]})
+    assert cell == "AE: N 88.3, GMM 30.1; limit 62.1"
+    assert _compact({"sb": [0.1, 0.2], "p_value": 0.0325}) == "p_value 0.0325"
