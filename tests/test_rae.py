@@ -229,3 +229,88 @@ def test_table1_puts_ours_beside_the_papers():
     table = rae_exp.table1(rows())
     assert list(table.index) == ["VAE", "CV-VAE", "WAE", "RAE-GP", "RAE-L2", "RAE-SN", "RAE", "AE"]
     assert table.loc["AE", ("N", "paper MNIST")] == 58.73 and table.loc["AE", ("N", "ours")] == 60
+
+
+# ------------------------------------------------------------------------------------------- other published files
+
+
+def glyph(n: int) -> np.ndarray:
+    """n distinct 28×28 binary images with an asymmetric mark (an L in the top-left), so a transposed or flipped
+    reader would be caught."""
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    images[:, 2:10, 2] = 1   # vertical stroke
+    images[:, 9, 2:6] = 1    # foot to the right
+    for i in range(n):
+        images[i, 20, i % 28] = 1
+    return images
+
+
+def test_binarized_mnist_amat(tmp_path):
+    from dvae_core.data.image_sets import binarized_mnist
+
+    images = glyph(5)
+    np.savetxt(tmp_path / "binarized_mnist_valid.amat", images.reshape(5, -1), fmt="%d")
+    loaded = binarized_mnist("valid", root=tmp_path)
+    assert loaded.image_shape == (1, 28, 28) and len(loaded) == 5
+    np.testing.assert_array_equal(loaded.data[:, 0].numpy(), images.astype(np.float32))
+    assert len(binarized_mnist("valid", root=tmp_path, limit=2)) == 2
+    with pytest.raises(FileNotFoundError, match="Larochelle"):
+        binarized_mnist("test", root=tmp_path)
+
+
+def test_omniglot_chardata_mat(tmp_path):
+    from scipy.io import savemat
+
+    from dvae_core.data.image_sets import omniglot
+
+    images, alphabets = glyph(6).astype(np.float64), np.array([0, 3, 49, 3, 0, 7])
+    column_major = images.transpose(0, 2, 1).reshape(6, -1).T  # 784 × N, each column in MATLAB order
+    one_hot = np.eye(50)[alphabets].T
+    savemat(tmp_path / "chardata.mat", {"data": column_major, "target": one_hot,
+                                        "testdata": column_major[:, :2], "testtarget": one_hot[:, :2]})
+    train = omniglot("train", path=tmp_path / "chardata.mat", binarize=None)
+    np.testing.assert_array_equal(train.data[:, 0].numpy(), images.astype(np.float32))
+    np.testing.assert_array_equal(train.labels, alphabets)
+    test = omniglot("test", path=tmp_path / "chardata.mat")
+    assert len(test) == 2 and test.binarize == "static"
+    with pytest.raises(FileNotFoundError, match="chardata.mat"):
+        omniglot(path=tmp_path / "missing.mat")
+
+
+def test_caltech_silhouettes_mat(tmp_path):
+    from scipy.io import savemat
+
+    from dvae_core.data.image_sets import caltech_silhouettes
+
+    images = glyph(4)
+    rows = images.transpose(0, 2, 1).reshape(4, -1)  # MATLAB column-major rows
+    savemat(tmp_path / "c.mat", {"train_data": rows, "train_labels": np.array([[1], [101], [5], [1]]),
+                                 "val_data": rows[:1], "val_labels": np.array([[2]]),
+                                 "test_data": rows[:2], "test_labels": np.array([[3], [4]])})
+    train = caltech_silhouettes("train", path=tmp_path / "c.mat")
+    np.testing.assert_array_equal(train.data[:, 0].numpy(), images.astype(np.float32))
+    np.testing.assert_array_equal(train.labels, [0, 100, 4, 0])
+    assert len(caltech_silhouettes("valid", path=tmp_path / "c.mat")) == 1
+
+
+def test_cifar10_binary_batches(tmp_path):
+    from dvae_core.data.image_sets import CIFAR10_RECORD, cifar10
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cifar-10-batches-bin"
+    root.mkdir()
+    batches = []
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        labels, pixels = rng.integers(0, 10, 3), rng.integers(0, 256, (3, 3, 32, 32))
+        np.concatenate([labels[:, None], pixels.reshape(3, -1)], axis=1).astype(np.uint8).tofile(root / name)
+        batches.append((labels, pixels))
+    train = cifar10("train", root=root)
+    assert len(train) == 15 and train.image_shape == (3, 32, 32)
+    np.testing.assert_array_equal(train.labels[:3], batches[0][0])
+    np.testing.assert_allclose(train.data[3].numpy() * 255, batches[1][1][0], atol=1e-3)  # channel-major RGB planes
+    assert len(cifar10("test", root=root)) == 3
+    (root / "test_batch.bin").write_bytes(b"\0" * (CIFAR10_RECORD + 1))
+    with pytest.raises(ValueError, match="whole number"):
+        cifar10("test", root=root)
+    with pytest.raises(FileNotFoundError, match="CIFAR-10"):
+        cifar10("train", root=tmp_path)

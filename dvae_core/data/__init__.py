@@ -10,6 +10,8 @@
 * ``"chairs"`` -- :class:`ChairsFolder`, a local 3D Chairs folder (kwargs: root, resolution, grayscale, crop)
 * ``"fashion_mnist"`` -- :class:`ImageSet`, Debian's Fashion-MNIST (kwargs: split, pad_to, binarize, limit, root)
 * ``"mnist_files"`` -- :class:`ImageSet`, any MNIST-format idx files (kwargs: root, split, pad_to, binarize, limit)
+* ``"binarized_mnist"``, ``"omniglot"``, ``"caltech_silhouettes"``, ``"cifar10"`` -- :class:`ImageSet` from those
+  data sets' published files (the VLAE paper's binary benchmarks; CIFAR-10's binary version)
 
 The last two are labelled image sets without a factor grid (RAE and VLAE chapters); they share
 ``sample(n, rng)`` with the factor datasets, which is all the training loop needs.
@@ -23,7 +25,16 @@ from .base import FactorDataset
 from .binarize import binarize_dynamic, binarize_static
 from .chairs import ChairsFolder
 from .holdout import HeldOutRegion
-from .image_sets import ImageSet, fashion_mnist, mnist_files, pad_images
+from .image_sets import (
+    ImageSet,
+    binarized_mnist,
+    caltech_silhouettes,
+    cifar10,
+    fashion_mnist,
+    mnist_files,
+    omniglot,
+    pad_images,
+)
 from .files import (
     DSPRITES_FILENAME,
     FASHION_MNIST_DIR,
@@ -52,6 +63,10 @@ DATASETS: dict[str, Callable[..., FactorDataset | ImageSet]] = {
     "chairs": ChairsFolder,
     "fashion_mnist": fashion_mnist,
     "mnist_files": mnist_files,
+    "binarized_mnist": binarized_mnist,
+    "omniglot": omniglot,
+    "caltech_silhouettes": caltech_silhouettes,
+    "cifar10": cifar10,
 }
 
 
@@ -89,6 +104,10 @@ __all__ = [
     "DSpritesNPZ",
     "FactorDataset",
     "ImageSet",
+    "binarized_mnist",
+    "caltech_silhouettes",
+    "cifar10",
+    "omniglot",
     "fashion_mnist",
     "mnist_files",
     "pad_images",
