@@ -96,8 +96,8 @@ def config_from_dict(data: Any, source: str = "config"):
     from dvae_core.models import DECODERS, FactorVAEConfig
     from dvae_core.train import MODEL_CONFIGS, TrainConfig
 
-    kind = data.get("model", {}).get("kind", "vae") if isinstance(data, dict) and isinstance(data.get("model"), dict) \
-        else "vae"
+    model = data.get("model") if isinstance(data, dict) else None
+    kind = model.get("kind", "vae") if isinstance(model, dict) else "vae"
     if kind not in MODEL_CONFIGS:
         raise ConfigError(f"{source}: unknown model kind {kind!r}; choose one of {', '.join(sorted(MODEL_CONFIGS))}")
     kwargs = _checked(data, TrainConfig, "parameter", source,

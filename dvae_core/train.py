@@ -70,8 +70,8 @@ class TrainConfig:
         return cls(**d)
 
 
-#: Model configurations by their ``kind`` field. VAEConfig has none (its runs' hashes predate the
-#: others), so a model dict without ``kind`` is a VAE; the builders live in :func:`build_model`.
+#: Model configurations and classes by their ``kind`` field. VAEConfig has none (its runs' hashes predate
+#: the others), so a model dict without ``kind`` is a VAE, built by :func:`build_model` (VAE or FactorVAE).
 MODEL_CONFIGS: dict[str, type] = {"vae": VAEConfig, "rae": RAEConfig, "vlae": VLAEConfig}
 MODEL_CLASSES: dict[str, type] = {"rae": RegularizedAE, "vlae": VLAE}
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .binarize import binarize_static
-from .files import FASHION_MNIST_DIR, load_mnist_like
+from .files import FASHION_MNIST_DIR, _missing_file, default_data_path, load_mnist_like
 
 BINARIZE = (None, "static", "dynamic")
 #: Seed of the static binarisation: fixed, so "statically binarised Fashion-MNIST" is one dataset.
@@ -98,17 +98,10 @@ def fashion_mnist(split: str = "train", pad_to: int | None = None, binarize: str
 # Each loader reads one published file format into an ImageSet; a missing file says where it comes from. Nothing
 # is downloaded. Default locations are under $DVAE_DATA_DIR (default ./data).
 
-def _require(path: os.PathLike, what: str, where: str) -> "os.PathLike":
-    from pathlib import Path
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{what} not found at {str(path)!r}. Get it from {where} (this code never downloads), "
-                                f"then put it there or pass its location.")
+def _require(path: str | os.PathLike, what: str, where: str) -> str | os.PathLike:
+    if not os.path.isfile(path):
+        raise _missing_file(path, what, where, "put it there or pass its location")
     return path
-
-
-def _data_dir() -> str:
-    return os.environ.get("DVAE_DATA_DIR", "data")
 
 
 BINARIZED_MNIST_SPLITS = {"train": "train", "valid": "valid", "test": "test"}
@@ -120,7 +113,7 @@ def binarized_mnist(split: str = "train", root: str | os.PathLike | None = None,
     paper's Table 1 data set."""
     if split not in BINARIZED_MNIST_SPLITS:
         raise ValueError(f"split must be one of {sorted(BINARIZED_MNIST_SPLITS)}, got {split!r}")
-    root = root if root is not None else os.path.join(_data_dir(), "binarized_mnist")
+    root = root if root is not None else default_data_path("binarized_mnist")
     path = _require(os.path.join(root, f"binarized_mnist_{split}.amat"), "binarised MNIST",
                     "Larochelle's binarized_mnist_{train,valid,test}.amat files (Larochelle & Murray 2011)")
     pixels = np.loadtxt(path, dtype=np.uint8, max_rows=limit, ndmin=2)
@@ -139,7 +132,7 @@ def omniglot(split: str = "train", path: str | os.PathLike | None = None, binari
 
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    path = _require(path or os.path.join(_data_dir(), "chardata.mat"), "Omniglot chardata.mat",
+    path = _require(path or default_data_path("chardata.mat"), "Omniglot chardata.mat",
                     "the IWAE repository's datasets/OMNIGLOT/chardata.mat (Burda, Grosse & Salakhutdinov 2016)")
     mat = loadmat(path)
     data, target = (mat["data"], mat["target"]) if split == "train" else (mat["testdata"], mat["testtarget"])
@@ -160,7 +153,7 @@ def caltech_silhouettes(split: str = "train", path: str | os.PathLike | None = N
     keys = {"train": "train", "valid": "val", "test": "test"}
     if split not in keys:
         raise ValueError(f"split must be one of {sorted(keys)}, got {split!r}")
-    path = _require(path or os.path.join(_data_dir(), "caltech101_silhouettes_28_split1.mat"),
+    path = _require(path or default_data_path("caltech101_silhouettes_28_split1.mat"),
                     "Caltech-101 Silhouettes", "Benjamin Marlin's Caltech 101 Silhouettes page (28×28, split 1)")
     mat = loadmat(path)
     data, labels = mat[f"{keys[split]}_data"], np.asarray(mat[f"{keys[split]}_labels"]).reshape(-1) - 1
@@ -179,7 +172,7 @@ def cifar10(split: str = "train", root: str | os.PathLike | None = None, limit: 
     and 1,024 blue bytes of a 32×32 image in row-major order. (The binary files need no unpickling.)"""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    root = root if root is not None else os.path.join(_data_dir(), "cifar-10-batches-bin")
+    root = root if root is not None else default_data_path("cifar-10-batches-bin")
     names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
     records = []
     for name in names:

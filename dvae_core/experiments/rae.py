@@ -29,6 +29,7 @@ import torch
 from dvae_core.claims import Claim
 from dvae_core.data import make_dataset
 from dvae_core.data.image_sets import ImageSet
+from dvae_core.evaluate import encode_means
 from dvae_core.models.rae import VARIANT_LABELS, VARIANTS, RAEConfig
 from dvae_core.profiles import select
 from dvae_core.train import TrainConfig, throughput
@@ -129,14 +130,6 @@ def run_configs(p: RAEProfile, seed: int = 0, **kwargs) -> list[TrainConfig]:
 
 # ------------------------------------------------------------------------------------------- evaluation
 @torch.inference_mode()
-def encode(model, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    """The deterministic code of each image (the posterior mean for the VAEs), float64 (n, d)."""
-    dev = next(model.parameters()).device
-    return torch.cat([model.encode(images[i:i + batch_size].to(dev))[0].cpu()
-                      for i in range(0, len(images), batch_size)]).double().numpy()
-
-
-@torch.inference_mode()
 def decode(model, codes: np.ndarray, batch_size: int = 1000) -> torch.Tensor:
     dev = next(model.parameters()).device
     z = torch.as_tensor(codes, dtype=torch.float32)
@@ -153,27 +146,41 @@ def n_sampler_kind(variant: str) -> str:
     return "normal" if variant in PRIOR_SAMPLED else "gaussian"
 
 
+def fit_subset(train: ImageSet, p: RAEProfile, rng: np.random.Generator) -> np.ndarray:
+    """The training rows whose codes the ex-post densities are fitted on."""
+    return rng.choice(len(train), size=min(p.gmm_fit_codes, len(train)), replace=False)
+
+
+def ex_post_densities(codes: np.ndarray, variant: str, seed: int = 0) -> dict:
+    """Table 1's two samplers fitted to ``codes``: "N" (N(0, I) or one Gaussian) and "GMM" (10 components)."""
+    from dvae_core.metrics.density import fit_latent_density
+
+    return {"N": fit_latent_density(codes, n_sampler_kind(variant), seed),
+            "GMM": fit_latent_density(codes, "gmm", seed)}
+
+
+def fid_to_test(test_stats, features, images: torch.Tensor) -> float:
+    """FID between ``images`` and the test set whose feature statistics are ``test_stats``."""
+    from dvae_core.metrics.fid import feature_statistics, frechet_distance
+
+    return float(frechet_distance(*test_stats, *feature_statistics(features(images))))
+
+
 def evaluate_model(run: dict, train: ImageSet, test: ImageSet, features, test_stats, p: RAEProfile,
                    seed: int = 0) -> dict:
     """The four FIDs of Table 1 for one trained model (sampled columns: mean and s.d. over draws)."""
-    from dvae_core.metrics.density import fit_latent_density
-    from dvae_core.metrics.fid import feature_statistics, frechet_distance
-
     model, variant = run["model"], run["config"].model.variant
     rng = np.random.default_rng(20_000 + seed)
 
     def fid_of(images: torch.Tensor) -> float:
-        return float(frechet_distance(*test_stats, *feature_statistics(features(images))))
+        return fid_to_test(test_stats, features, images)
 
-    fit_index = rng.choice(len(train), size=min(p.gmm_fit_codes, len(train)), replace=False)
-    train_codes = encode(model, train.data[fit_index])
-    test_codes = encode(model, test.data)
+    train_codes = encode_means(model, train.data[fit_subset(train, p, rng)])
+    test_codes = encode_means(model, test.data)
     recon = decode(model, test_codes)
     row = {"model": VARIANT_LABELS[variant], "variant": variant,
            "REC": fid_of(recon), "recon_mse": float((recon - test.data).pow(2).mean())}
-    densities = {"N": fit_latent_density(train_codes, n_sampler_kind(variant), seed),
-                 "GMM": fit_latent_density(train_codes, "gmm", seed)}
-    for column, density in densities.items():
+    for column, density in ex_post_densities(train_codes, variant, seed).items():
         scores = [fid_of(decode(model, density.sample(p.fid_samples, rng))) for _ in range(p.fid_repeats)]
         row[column], row[f"{column}_sd"] = float(np.mean(scores)), float(np.std(scores, ddof=1))
     scores = [fid_of(decode(model, midpoint_codes(test_codes, rng))) for _ in range(p.fid_repeats)]
@@ -212,7 +219,7 @@ NOISE_SDS = 3.0
 def _difference(rows: pd.DataFrame, variant: str, worse: str, better: str) -> tuple[float, float]:
     """FID(worse) − FID(better) for one model, and its standard error from the draws' spreads."""
     r = rows.loc[variant]
-    n = r.get("fid_repeats", 3)
+    n = r["fid_repeats"]
     se = float(np.sqrt((r[f"{worse}_sd"] ** 2 + r[f"{better}_sd"] ** 2) / n))
     return float(r[worse] - r[better]), se
 
@@ -318,7 +325,7 @@ def crop_to_source(images: torch.Tensor, size: int = 28) -> torch.Tensor:
 
 def feature_extractor(p: RAEProfile, train: ImageSet, test: ImageSet, device: str = "auto"):
     """The FID feature function (images → (n, d) numpy) and a report of the classifier behind it."""
-    from dvae_core.metrics.fid import DomainClassifierConfig, train_domain_classifier
+    from dvae_core.metrics.fid import DomainClassifierConfig, extract_features, train_domain_classifier
     from dvae_core.train import resolve_device
 
     config = DomainClassifierConfig(epochs=CLASSIFIER_EPOCHS[p.classifier])
@@ -327,8 +334,7 @@ def feature_extractor(p: RAEProfile, train: ImageSet, test: ImageSet, device: st
     classifier = trained["model"]
 
     def features(images: torch.Tensor) -> np.ndarray:
-        return np.concatenate([classifier.features(crop_to_source(images[i:i + 2000]))
-                               for i in range(0, len(images), 2000)])
+        return extract_features(classifier, crop_to_source(images), batch_size=2000)
 
     report = {"test_accuracy": trained["test_accuracy"], "train_seconds": trained["train_seconds"],
               "epochs": config.epochs, "feature_dim": config.feature_dim}
@@ -337,10 +343,8 @@ def feature_extractor(p: RAEProfile, train: ImageSet, test: ImageSet, device: st
 
 def real_data_fid(features, train: ImageSet, test_stats, p: RAEProfile, seed: int = 0) -> float:
     """FID between ``fid_samples`` training images and the test images: the floor of every model's FID."""
-    from dvae_core.metrics.fid import feature_statistics, frechet_distance
-
     index = np.random.default_rng(seed).choice(len(train), size=min(p.fid_samples, len(train)), replace=False)
-    return float(frechet_distance(*test_stats, *feature_statistics(features(train.data[index]))))
+    return fid_to_test(test_stats, features, train.data[index])
 
 
 # ------------------------------------------------------------------------------------------- figures
@@ -370,14 +374,11 @@ def fit_densities(runs: dict, train: ImageSet, p: RAEProfile, seed: int = 0) -> 
     """Per model: its training codes and the N and GMM densities fitted as in Table 1."""
     from dvae_core.metrics.density import fit_latent_density
 
-    index = np.random.default_rng(20_000 + seed).choice(len(train), size=min(p.gmm_fit_codes, len(train)),
-                                                        replace=False)
+    index = fit_subset(train, p, np.random.default_rng(20_000 + seed))
     out = {}
     for variant, run in runs.items():
-        codes = encode(run["model"], train.data[index])
-        out[variant] = {"codes": codes, "labels": train.labels[index],
-                        "N": fit_latent_density(codes, n_sampler_kind(variant), seed),
-                        "GMM": fit_latent_density(codes, "gmm", seed),
+        codes = encode_means(run["model"], train.data[index])
+        out[variant] = {"codes": codes, "labels": train.labels[index], **ex_post_densities(codes, variant, seed),
                         "gaussian": fit_latent_density(codes, "gaussian", seed)}
     return out
 
@@ -404,7 +405,7 @@ def interpolation_strips(runs: dict, test: ImageSet, pairs: list[tuple[int, int]
     rows, labels = [], []
     for a, b in pairs:
         for variant in variants:
-            codes = encode(runs[variant]["model"], test.data[[a, b]])
+            codes = encode_means(runs[variant]["model"], test.data[[a, b]])
             rows.append(decode(runs[variant]["model"], (1 - t) * codes[0] + t * codes[1]))
             labels.append(f"{VARIANT_LABELS[variant]} · pair {a}–{b}")
     return image_grid(rows, labels, [f"t={v:.2f}" for v in t[:, 0]], cell=0.75)
@@ -428,7 +429,7 @@ def latent_density_view(runs: dict, densities: dict, test: ImageSet, variants: t
     fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 4.0), squeeze=False)
     for ax, variant in zip(axes[0], variants):
         fitted = densities[variant]
-        codes = encode(runs[variant]["model"], test.data[:num_points])
+        codes = encode_means(runs[variant]["model"], test.data[:num_points])
         center = fitted["codes"].mean(0)
         _, _, components = np.linalg.svd(fitted["codes"] - center, full_matrices=False)
         plane = components[:2].T  # (d, 2): the training codes' top two principal directions

@@ -161,8 +161,8 @@ def evaluate_run(run: dict, test: ImageSet, p: VLAEProfile, seed: int = 0) -> di
     # ~400 model evaluations per call was fastest on a 2-core CPU (batch 100 × chunk 4)
     nll = importance_weighted_nll(model, test.data, k=p.nll_k, batch_size=100, chunk=4)
     kl = mean_kl(model, test.data)
-    window = tuple(config.model.pixelcnn_window)
-    return {"model": model_name(config), "label": LABELS[model_name(config)], "window": window,
+    window, name = tuple(config.model.pixelcnn_window), model_name(config)
+    return {"model": name, "label": LABELS[name], "window": window,
             "receptive_field": receptive_field_size(config.model.pixelcnn()) if config.model.decoder == "pixelcnn"
             else None, "nll": nll["nll"], "nll_se": nll["std_error"], "neg_elbo": -nll["elbo"], "kl": kl,
             "per_image": nll["per_image"], "train_images_per_s": throughput(run["history"])}
