@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from dvae_core.runs import REPO_ROOT
@@ -66,6 +67,53 @@ def compare_groups_rule(a_name: str, b_name: str, higher_is_better: bool, alpha:
     return (f"reproduced if median({a_name}) is {better} than median({b_name}) and a one-sided Mann–Whitney U "
             f"test gives p < {alpha}; not reproduced if the median ordering is reversed or tied; "
             f"inconclusive otherwise")
+
+
+def curve_gap(frame, group: str, level: str, x: str, y: str, better: str, worse: str, sign: float = 1.0) -> float:
+    """Mean of sign·(y_better(x) − y_worse(x)) over the x range both curves cover.
+
+    Each curve joins the per-``level`` means of (x, y) of one ``group`` value (a β or γ sweep of
+    one model), sorted by x, piecewise linearly; NaN when the x ranges do not overlap.
+    """
+    curves = {}
+    for name in (better, worse):
+        means = frame[frame[group] == name].groupby(level)[[x, y]].mean().sort_values(x)
+        curves[name] = (means[x].to_numpy(), means[y].to_numpy())
+    (xs_b, ys_b), (xs_w, ys_w) = curves[better], curves[worse]
+    lo, hi = max(xs_b.min(), xs_w.min()), min(xs_b.max(), xs_w.max())
+    if hi <= lo:
+        return float("nan")
+    grid = np.linspace(lo, hi, 50)
+    return float(np.mean(sign * (np.interp(grid, xs_b, ys_b) - np.interp(grid, xs_w, ys_w))))
+
+
+def curve_verdict(frame, group: str, level: str, x: str, y: str, better: str, worse: str,
+                  higher_is_better: bool, num_boot: int = 1000, level_ci: float = 0.9,
+                  seed: int = 0) -> tuple[str, dict[str, float], str]:
+    """Verdict for "``better``'s y-vs-x curve beats ``worse``'s": the mean advantage of
+    :func:`curve_gap`, with a bootstrap over replicas (rows resampled within each group and level).
+
+    Returns the verdict, the numbers (``advantage`` and ``ci<level>_low``) and the rule in words.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    observed = curve_gap(frame, group, level, x, y, better, worse, sign)
+    rng = np.random.default_rng(seed)
+    cells = [g for _, g in frame.groupby([group, level])]
+    boots = []
+    for _ in range(num_boot):
+        sample = pd.concat([g.iloc[rng.integers(0, len(g), len(g))] for g in cells])
+        boots.append(curve_gap(sample, group, level, x, y, better, worse, sign))
+    low = float(np.nanquantile(boots, (1 - level_ci) / 2)) if np.isfinite(boots).any() else float("nan")
+    if not np.isfinite(observed):
+        verdict = "inconclusive"
+    elif observed <= 0:
+        verdict = "not reproduced"
+    else:
+        verdict = "reproduced" if low > 0 else "inconclusive"
+    pct = int(round(level_ci * 100))
+    rule = (f"reproduced if the mean advantage is > 0 and the lower end of its {pct} % bootstrap interval "
+            f"(replicas resampled) is > 0; not reproduced if the advantage is <= 0; inconclusive otherwise")
+    return verdict, {"advantage": observed, f"ci{pct}_low": low}, rule
 
 
 def results_path(profile: str, notebook: str) -> Path:

@@ -52,9 +52,10 @@ def image_grid(rows: Sequence[torch.Tensor], row_labels: Sequence[str], col_labe
 
 
 def traversal_grid(traversals: torch.Tensor, dims: Sequence[int], kl_per_dim: np.ndarray, values: np.ndarray,
-                   title: str):
-    """Rows: latent dims (ordered by KL, labelled with it); columns: the value the dim is set to."""
-    labels = [f"z{d}  KL {kl_per_dim[d]:.2f}" for d in dims]
+                   title: str, dim_names: Sequence[str] | None = None):
+    """Rows: latent dims (ordered by KL, labelled with it, and with ``dim_names[d]`` when given, e.g. the
+    factor a dim carries); columns: the value the dim is set to."""
+    labels = [f"z{d}  KL {kl_per_dim[d]:.2f}" + (f"\n{dim_names[d]}" if dim_names is not None else "") for d in dims]
     return image_grid(list(traversals), labels, [f"{v:+.1f}" for v in values], title=title)
 
 

@@ -16,7 +16,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from dvae_core.train import CHECKPOINT, TrainConfig, atomic_write_text, build_model, load_checkpoint, resolve_device, train
+import torch
+
+from dvae_core.train import (CHECKPOINT, TrainConfig, atomic_write_text, build_model, load_checkpoint, resolve_device,
+                             snapshot_path, train)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +48,24 @@ def load_run(config: TrainConfig, store: Path | None = None, device: str = "auto
     model.load_state_dict(state["model"])
     model.to(resolve_device(device)).eval()
     return {"model": model, "history": json.loads(state["history"]), "config": config}
+
+
+def load_snapshots(config: TrainConfig, store: Path | None = None, device: str = "auto") -> list[tuple[int, Any]]:
+    """The weights a ``snapshot_every`` run kept during training, as ``(step, model in eval mode)`` pairs in
+    step order; ``[]`` for a run without snapshots. Train the run first (``get_or_train``)."""
+    if not config.snapshot_every:
+        return []
+    directory, dev = run_dir(config, store), resolve_device(device)
+    snapshots = []
+    for step in range(config.snapshot_every, config.steps + 1, config.snapshot_every):
+        path = snapshot_path(directory, step)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run get_or_train for this config first (or delete "
+                                    f"{directory} to retrain it)")
+        model = build_model(config)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        snapshots.append((step, model.to(dev).eval()))
+    return snapshots
 
 
 @contextlib.contextmanager

@@ -28,10 +28,12 @@ from tqdm.auto import tqdm
 
 from dvae_core.models import VAE, VAEConfig
 from dvae_core.models.factor_vae import FactorVAE, FactorVAEConfig
+from dvae_core.models.info_wgan import InfoWGAN, InfoWGANConfig
 from dvae_core.models.rae import RAEConfig, RegularizedAE
-from dvae_core.models.vlae import VLAE, VLAEConfig
+from dvae_core.models.vlae import VLAE, GrayContextVLAEConfig, VLAEConfig
 
 CHECKPOINT = "checkpoint.pt"
+SNAPSHOTS = "snapshots"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class TrainConfig:
     log_every: int = 50
     factor_vae: FactorVAEConfig | None = None   # set: train a FactorVAE (Kim & Mnih 2018)
     optimizer: str | None = None                # None: Adam; "adamax" (the VLAE paper's)
+    snapshot_every: int | None = None           # set: keep the model's weights every this many steps
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -72,8 +75,9 @@ class TrainConfig:
 
 #: Model configurations and classes by their ``kind`` field. VAEConfig has none (its runs' hashes predate
 #: the others), so a model dict without ``kind`` is a VAE, built by :func:`build_model` (VAE or FactorVAE).
-MODEL_CONFIGS: dict[str, type] = {"vae": VAEConfig, "rae": RAEConfig, "vlae": VLAEConfig}
-MODEL_CLASSES: dict[str, type] = {"rae": RegularizedAE, "vlae": VLAE}
+MODEL_CONFIGS: dict[str, type] = {"vae": VAEConfig, "rae": RAEConfig, "vlae": VLAEConfig,
+                                   "vlae_gray": GrayContextVLAEConfig, "info_wgan": InfoWGANConfig}
+MODEL_CLASSES: dict[str, type] = {"rae": RegularizedAE, "vlae": VLAE, "vlae_gray": VLAE, "info_wgan": InfoWGAN}
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
 
 
@@ -155,6 +159,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= state.keys():
         raise RuntimeError(f"{path} is not a dvae checkpoint: delete it (and its run folder) to retrain")
     return state
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where a run keeps its weights at ``step`` (``snapshot_every`` runs; what "over training" plots read)."""
+    return Path(run_dir) / SNAPSHOTS / f"step_{step:08d}.pt"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -248,6 +257,9 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.1f}", ips=f"{row['images_per_s']:.0f}")
             sums, window_start, data_seconds, window_steps = {}, time.perf_counter(), 0.0, 0
+        if config.snapshot_every and step % config.snapshot_every == 0:
+            snapshot_path(run_dir, step).parent.mkdir(exist_ok=True)
+            atomic_torch_save(model.state_dict(), snapshot_path(run_dir, step))
         if step % config.checkpoint_every == 0 or step == config.steps:
             save()
     bar.close()

@@ -102,3 +102,27 @@ def test_run_store_reuses_finished_runs(tmp_path):
     assert runs.config_hash(config) != runs.config_hash(tiny_config(beta=2.0))
     saved = json.loads((runs.run_dir(config, tmp_path) / "config.json").read_text())
     assert saved == json.loads(json.dumps(config.to_dict()))
+
+
+def test_snapshots_are_the_weights_at_their_steps(tmp_path):
+    config = tiny_config(snapshot_every=4)
+    final = runs.get_or_train(config, store=tmp_path, device="cpu", progress=False)
+    snapshots = runs.load_snapshots(config, store=tmp_path, device="cpu")
+    assert [step for step, _ in snapshots] == [4, 8, 12]
+    assert torch.equal(params(snapshots[-1][1]), params(final["model"]))
+    assert not torch.equal(params(snapshots[0][1]), params(final["model"]))
+    prefix = train(tiny_config(steps=4), tmp_path / "prefix", device="cpu", progress=False)
+    assert torch.equal(params(snapshots[0][1]), params(prefix["model"]))  # snapshot 4 is the model after 4 steps
+    # keeping snapshots changes neither the training nor existing runs' hashes
+    assert torch.equal(params(final["model"]), params(train(tiny_config(), tmp_path / "plain", device="cpu",
+                                                             progress=False)["model"]))
+    assert "snapshot_every" not in tiny_config().to_dict()
+    assert runs.load_snapshots(tiny_config(), store=tmp_path) == []
+
+
+def test_missing_snapshot_names_the_fix(tmp_path):
+    config = tiny_config(snapshot_every=4)
+    runs.get_or_train(config, store=tmp_path, device="cpu", progress=False)
+    next(runs.run_dir(config, tmp_path).glob("snapshots/*8.pt")).unlink()
+    with pytest.raises(FileNotFoundError, match="get_or_train"):
+        runs.load_snapshots(config, store=tmp_path, device="cpu")

@@ -12,8 +12,10 @@
 * ``"mnist_files"`` -- :class:`ImageSet`, any MNIST-format idx files (kwargs: root, split, pad_to, binarize, limit)
 * ``"binarized_mnist"``, ``"omniglot"``, ``"caltech_silhouettes"``, ``"cifar10"`` -- :class:`ImageSet` from those
   data sets' published files (the VLAE paper's binary benchmarks; CIFAR-10's binary version)
+* ``"celeba"`` -- :class:`ImageSet`, CelebA's aligned JPEGs, centre-cropped and resized, decoded once into an .npy
+  cache (kwargs: split, root, resolution, crop, limit; the RAE paper's CelebA 64×64)
 
-The last two are labelled image sets without a factor grid (RAE and VLAE chapters); they share
+The :class:`ImageSet` entries are labelled image sets without a factor grid (RAE and VLAE chapters); they share
 ``sample(n, rng)`` with the factor datasets, which is all the training loop needs.
 """
 
@@ -29,6 +31,7 @@ from .image_sets import (
     ImageSet,
     binarized_mnist,
     caltech_silhouettes,
+    celeba,
     cifar10,
     fashion_mnist,
     mnist_files,
@@ -67,6 +70,7 @@ DATASETS: dict[str, Callable[..., FactorDataset | ImageSet]] = {
     "omniglot": omniglot,
     "caltech_silhouettes": caltech_silhouettes,
     "cifar10": cifar10,
+    "celeba": celeba,
 }
 
 
@@ -106,6 +110,7 @@ __all__ = [
     "ImageSet",
     "binarized_mnist",
     "caltech_silhouettes",
+    "celeba",
     "cifar10",
     "omniglot",
     "fashion_mnist",

@@ -1,4 +1,4 @@
-"""Finite labelled image sets (Fashion-MNIST, MNIST, any MNIST-format files) for the RAE and VLAE chapters.
+"""Finite labelled image sets (Fashion-MNIST, MNIST-format files, CelebA, ...) for the RAE and VLAE chapters.
 
 Unlike the factor datasets, these have no generative grid: a batch is a uniform draw of rows.
 ``ImageSet.sample(n, rng)`` has the factor datasets' signature, so the one training loop trains on
@@ -183,3 +183,155 @@ def cifar10(split: str = "train", root: str | os.PathLike | None = None, limit: 
         records.append(raw.reshape(-1, CIFAR10_RECORD))
     table = np.concatenate(records)[:limit]
     return ImageSet(table[:, 1:].reshape(-1, 3, 32, 32), table[:, 0].astype(np.int64), f"cifar10/{split}")
+
+
+# --------------------------------------------------------------------------- CelebA (aligned and cropped, 178×218)
+CELEBA_DIRNAME = "celeba"
+CELEBA_IMAGES = "img_align_celeba"
+CELEBA_PARTITION = "list_eval_partition.txt"
+CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
+CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+CELEBA_WHERE = (f"the official CelebA page {CELEBA_URL} (its Google Drive folder: 'Align&Cropped Images' → "
+                f"Img/{CELEBA_IMAGES}.zip, and Eval/{CELEBA_PARTITION})")
+
+
+def _celeba_root(root: str | os.PathLike | None) -> str:
+    root = os.fspath(root if root is not None else default_data_path(CELEBA_DIRNAME))
+    # Accept the folder that holds celeba/ (torchvision's layout) as well as the CelebA folder itself.
+    nested = os.path.join(root, CELEBA_DIRNAME)
+    if not os.path.isdir(os.path.join(root, CELEBA_IMAGES)) and os.path.isdir(os.path.join(nested, CELEBA_IMAGES)):
+        return nested
+    return root
+
+
+def _celeba_missing(path: str, what: str, root: str) -> FileNotFoundError:
+    return _missing_file(path, what, CELEBA_WHERE,
+                         f"unzip {CELEBA_IMAGES}.zip so that {os.path.join(root, CELEBA_IMAGES, '000001.jpg')!r} "
+                         f"exists, put {CELEBA_PARTITION} next to that folder, and pass the folder holding both as "
+                         f"celeba(root=...) / make_dataset('celeba', root=...) or use $DVAE_DATA_DIR/celeba "
+                         f"(default ./data/celeba)")
+
+
+def read_celeba_partition(path: str | os.PathLike) -> list[tuple[str, int]]:
+    """``(file name, partition)`` per line of ``list_eval_partition.txt`` ("000001.jpg 0"), in file order."""
+    entries = []
+    with open(path) as lines:
+        for number, line in enumerate(lines, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+                raise ValueError(f"{path}, line {number}: expected '<image>.jpg <0|1|2>', got {line.strip()!r}")
+            entries.append((fields[0], int(fields[1])))
+    return entries
+
+
+def load_celeba_image(path: str | os.PathLike, resolution: int = 64, crop: int = 140) -> np.ndarray:
+    """One CelebA JPEG as uint8 (3, R, R): the central ``crop``×``crop`` square (offsets ``(W - crop) // 2``,
+    ``(H - crop) // 2``: 19 and 39 for 140 on 178×218), resized to ``resolution`` with Lanczos (PIL's old
+    ``ANTIALIAS``)."""
+    from PIL import Image  # pillow comes with matplotlib, pinned in requirements.txt
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        width, height = image.size
+        if crop > min(width, height):
+            raise ValueError(f"{path}: a {crop}×{crop} crop does not fit a {width}×{height} image")
+        left, top = (width - crop) // 2, (height - crop) // 2
+        image = image.crop((left, top, left + crop, top + crop))
+        if crop != resolution:
+            image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+        return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _save_atomic(path: str, array: np.ndarray) -> None:
+    """``np.save`` to a temporary file in the same folder, then rename: readers never see half a file."""
+    import tempfile
+    import warnings
+
+    try:
+        handle, temp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".celeba-", suffix=".npy.tmp")
+    except OSError as err:  # a read-only data folder: work without a cache
+        warnings.warn(f"cannot write the CelebA cache {path!r} ({err}); every call will decode the JPEGs again")
+        return
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, array)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+def _read_cache(path: str, count: int, resolution: int) -> np.ndarray | None:
+    """The first ``count`` rows of a cache file if it holds at least that many images of the right shape."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        cached = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if cached.dtype != np.uint8 or cached.shape[1:] != (3, resolution, resolution) or len(cached) < count:
+        return None
+    return np.array(cached[:count])
+
+
+def celeba(split: str = "train", root: str | os.PathLike | None = None, resolution: int = 64, crop: int = 140,
+           limit: int | None = None) -> ImageSet:
+    """CelebA (Liu, Luo, Wang & Tang 2015), the aligned-and-cropped release, as (n, 3, R, R) float32 in [0, 1].
+
+    Reads the official layout in ``root`` (default ``$DVAE_DATA_DIR/celeba``; a folder holding ``celeba/`` also
+    works): ``img_align_celeba/000001.jpg`` … ``202599.jpg`` (178×218 JPEGs) and ``list_eval_partition.txt``
+    (lines ``000001.jpg 0``; 0 = train, 1 = valid, 2 = test: 162,770 / 19,867 / 19,962 images). A split is its
+    images in the partition file's order; ``limit`` keeps the first ``limit`` of them. There are no labels
+    (all zero).
+
+    Preprocessing: the central ``crop``×``crop`` square, resized to ``resolution``×``resolution`` with PIL's
+    Lanczos filter. The default 140 → 64 is the "closecrop" of the WAE code (Tolstikhin et al. 2018,
+    ``datahandler.py``: a centred 140×140 box, ``resize((64, 64), ANTIALIAS)``), the 64×64 CelebA whose networks
+    the RAE paper (Ghosh et al. 2020, same MPI group) builds on; the released RAE code itself reads an already-made
+    64×64 copy and does not say how it was made, so the crop is a parameter. Other papers use ``crop=148``
+    (e.g. two-stage VAE) or ``crop=108`` (DCGAN-style).
+
+    Cache: decoding the 162,770 training JPEGs takes minutes on one core, so the decoded uint8 pixels are
+    saved next to the data as ``celeba_{split}_{R}px_crop{crop}_{limit or 'all'}.npy`` (written to a temporary
+    file and renamed, so a crash or a concurrent run never leaves half a file), and a later call with the same
+    (split, resolution, crop, limit) reads that instead (a cache of the whole split also serves any ``limit``).
+    Delete the file to decode again. A read-only data folder only loses the cache (a warning).
+
+    Memory: the returned set holds float32, 48 kB per 64×64 image: 8 GB for the whole training split; the cache
+    holds uint8 (2 GB).
+
+    Raises ValueError for an unknown split, FileNotFoundError naming what is missing (the image folder, the
+    partition file or one image) and where to get CelebA.
+    """
+    if split not in CELEBA_SPLITS:
+        raise ValueError(f"split must be one of {sorted(CELEBA_SPLITS)}, got {split!r}")
+    if resolution < 1 or crop < 1:
+        raise ValueError(f"resolution and crop must be >= 1, got resolution={resolution}, crop={crop}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 or None, got {limit}")
+    root = _celeba_root(root)
+    folder, partition = os.path.join(root, CELEBA_IMAGES), os.path.join(root, CELEBA_PARTITION)
+    if not os.path.isdir(folder):
+        raise _celeba_missing(folder, f"The CelebA image folder {CELEBA_IMAGES}/", root)
+    if not os.path.isfile(partition):
+        raise _celeba_missing(partition, f"The CelebA partition file {CELEBA_PARTITION}", root)
+    names = [name for name, part in read_celeba_partition(partition) if part == CELEBA_SPLITS[split]][:limit]
+
+    def cache_path(count: int | None) -> str:
+        return os.path.join(root, f"celeba_{split}_{resolution}px_crop{crop}_{'all' if count is None else count}.npy")
+
+    pixels = _read_cache(cache_path(limit), len(names), resolution)
+    if pixels is None and limit is not None:
+        pixels = _read_cache(cache_path(None), len(names), resolution)
+    if pixels is None:
+        pixels = np.empty((len(names), 3, resolution, resolution), dtype=np.uint8)
+        for i, name in enumerate(names):
+            path = os.path.join(folder, name)
+            if not os.path.isfile(path):
+                raise _celeba_missing(path, f"The CelebA image {name} (listed in {CELEBA_PARTITION})", root)
+            pixels[i] = load_celeba_image(path, resolution, crop)
+        _save_atomic(cache_path(limit), pixels)
+    return ImageSet(pixels, np.zeros(len(pixels), dtype=np.int64), f"celeba/{split}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from dvae_core.claims import Claim, compare_groups, compare_groups_rule
+from dvae_core.claims import Claim, compare_groups, compare_groups_rule, curve_verdict
 from dvae_core.evaluate import evaluate_elbo, mean_encoder
 from dvae_core.metrics import mig, sample_codes
 from dvae_core.models import FactorVAEConfig, VAEConfig
@@ -259,47 +259,13 @@ def rate_distortion_configs(p: Fig2Profile, profile: str) -> list[TrainConfig]:
             for seed in p.seeds[:replicas]]
 
 
-def _curve_gap(frame: pd.DataFrame, x: str, y: str, sign: float) -> float:
-    """Mean of sign·(y_sb(x) − y_deconv(x)) over the x range both curves cover (piecewise linear in
-    the per-β means; each curve sorted by x)."""
-    curves = {}
-    for decoder, group in frame.groupby("decoder"):
-        means = group.groupby("beta")[[x, y]].mean().sort_values(x)
-        curves[decoder] = (means[x].to_numpy(), means[y].to_numpy())
-    (xs_d, ys_d), (xs_s, ys_s) = curves["deconv"], curves["sb"]
-    lo, hi = max(xs_d.min(), xs_s.min()), min(xs_d.max(), xs_s.max())
-    if hi <= lo:
-        return float("nan")
-    grid = np.linspace(lo, hi, 50)
-    return float(np.mean(sign * (np.interp(grid, xs_s, ys_s) - np.interp(grid, xs_d, ys_d))))
-
-
 def curve_claim(table: pd.DataFrame, x: str, y: str, higher_is_better: bool, claim_id: str, claim: str,
-                paper_value: str, num_boot: int = 1000, level: float = 0.9) -> Claim:
-    """"SB's y-vs-x curve is better": the mean advantage over the shared x range, with a bootstrap
-    over replicas (resampled within each decoder and β) for its uncertainty."""
-    sign = 1.0 if higher_is_better else -1.0
-    observed = _curve_gap(table, x, y, sign)
-    rng = np.random.default_rng(0)
-    groups = [g for _, g in table.groupby(["decoder", "beta"])]
-    boots = []
-    for _ in range(num_boot):
-        sample = pd.concat([g.iloc[rng.integers(0, len(g), len(g))] for g in groups])
-        boots.append(_curve_gap(sample, x, y, sign))
-    low = float(np.nanquantile(boots, (1 - level) / 2))
-    if not np.isfinite(observed):
-        verdict = "inconclusive"
-    elif observed <= 0:
-        verdict = "not reproduced"
-    else:
-        verdict = "reproduced" if low > 0 else "inconclusive"
+                paper_value: str) -> Claim:
+    """"SB's y-vs-x curve is better" (over the β sweep), decided by :func:`dvae_core.claims.curve_verdict`."""
+    verdict, ours, rule = curve_verdict(table, "decoder", "beta", x, y, "sb", "deconv", higher_is_better)
     return Claim(id=claim_id, paper=PAPER, claim=claim,
                  metric=f"mean SB advantage in {y} at equal {x}, over the shared {x} range",
-                 paper_value=paper_value, ours={"advantage": observed, f"ci{int(level * 100)}_low": low},
-                 verdict=verdict,
-                 rule=f"reproduced if the mean advantage is > 0 and the lower end of its {int(level * 100)} % "
-                      f"bootstrap interval (replicas resampled) is > 0; not reproduced if the advantage is <= 0; "
-                      f"inconclusive otherwise")
+                 paper_value=paper_value, ours=ours, verdict=verdict, rule=rule)
 
 
 def rate_distortion_claims(table: pd.DataFrame) -> list[Claim]:

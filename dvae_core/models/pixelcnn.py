@@ -1,5 +1,7 @@
 r"""A PixelCNN for binary images with a receptive field you choose, optionally conditioned on a map.
 
+It also takes colour images with intensities in [0, 1] (see "Colour" below).
+
 PixelCNN (van den Oord, Kalchbrenner & Kavukcuoglu, ICML 2016, arXiv:1601.06759, Sec. 3)
 factorises an image in raster order,
 
@@ -43,6 +45,17 @@ deconvolutional network of z (:mod:`dvae_core.models.vlae`). Each layer adds its
 projection of c, a per-pixel bias (the conditional PixelCNN of van den Oord et al. 2016 with a
 spatial conditioning map). c is a function of z only, never of x, so it cannot leak future
 pixels. Without a context the PixelCNN is an unconditional density model.
+
+**Colour.** A C-channel image is read and predicted as C channels per pixel: the C channels of
+pixel i are conditionally independent given x_{<i} (and c). There is no autoregression over the
+channels *within* a pixel, unlike the original PixelCNN's R → G → B order; the likelihood is one
+Bernoulli per channel, a cross-entropy on intensities in [0, 1] (the usual practice for grey or
+colour images rescaled to [0, 1]; it is not a normalised density on the continuum, which the
+continuous Bernoulli would be). With ``gray_input=True`` (Chen et al. 2017, Sec. 3, Fig. 3(d))
+the network reads the previous pixels only through their luminance
+:func:`luminance` (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B, one channel) and still predicts all
+three channels of each pixel: it cannot copy colour from its neighbours, so colour must come from
+the context c, i.e. from z. The masks, and so the receptive field, are unchanged.
 """
 
 from __future__ import annotations
@@ -55,6 +68,17 @@ import torch.nn.functional as F
 from torch import nn
 
 Offset = tuple[int, int]  # (rows down, columns right) from the pixel being written; rows ≤ 0
+
+#: ITU-R BT.601 luma weights of (R, G, B): what a ``gray_input`` PixelCNN sees of a pixel's colour.
+LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """(n, 3, H, W) RGB → (n, 1, H, W) luminance 0.299 R + 0.587 G + 0.114 B."""
+    if x.shape[1] != 3:
+        raise ValueError(f"luminance needs RGB images (n, 3, H, W), got {tuple(x.shape)}")
+    weights = torch.tensor(LUMINANCE_WEIGHTS, dtype=x.dtype, device=x.device)
+    return torch.einsum("nchw,c->nhw", x, weights).unsqueeze(1)
 
 
 @dataclass(frozen=True)
@@ -153,12 +177,20 @@ class MaskedConv2d(nn.Conv2d):
 
 
 class PixelCNN(nn.Module):
-    """x (n, C, H, W) in {0, 1} [and context (n, context_channels, H, W)] → logits (n, C, H, W)."""
+    """x (n, C, H, W) in {0, 1} (or [0, 1]) [and context (n, context_channels, H, W)] → logits (n, C, H, W).
 
-    def __init__(self, config: PixelCNNConfig, in_channels: int = 1, context_channels: int = 0):
+    ``gray_input=True`` (RGB only): the masked layers read the luminance of x instead of its C
+    channels; the output still has a logit per channel (see "Colour" in the module docstring).
+    """
+
+    def __init__(self, config: PixelCNNConfig, in_channels: int = 1, context_channels: int = 0,
+                 gray_input: bool = False):
         super().__init__()
+        if gray_input and in_channels != 3:
+            raise ValueError(f"gray_input reads the luminance of RGB images: it needs in_channels=3, got {in_channels}")
+        self.gray_input = gray_input
         first, *rest = config.windows()
-        self.input_layer = MaskedConv2d(in_channels, config.channels, first)
+        self.input_layer = MaskedConv2d(1 if gray_input else in_channels, config.channels, first)
         self.residual_layers = nn.ModuleList(MaskedConv2d(config.channels, config.channels, w) for w in rest)
         # One 1×1 convolution computes every layer's projection of the context at once.
         self.conditioning = nn.Conv2d(context_channels, config.layers * config.channels, 1,
@@ -169,6 +201,8 @@ class PixelCNN(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         if (context is None) != (self.conditioning is None):
             raise ValueError("pass a context exactly when the PixelCNN was built with context_channels > 0")
+        if self.gray_input:
+            x = luminance(x)
         if context is None:
             biases = [0.0] * self.config.layers
         else:
@@ -180,8 +214,13 @@ class PixelCNN(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, shape: tuple[int, int], context: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """n binary images drawn pixel by pixel in raster order: H·W forward passes."""
+               generator: torch.Generator | None = None, mean: bool = False) -> torch.Tensor:
+        """n binary images drawn pixel by pixel in raster order: H·W forward passes.
+
+        ``mean=True`` sets each pixel to its predicted probability instead of a 0/1 draw and
+        feeds that back (for intensities in [0, 1]: binary draws would be off the data the
+        network was trained on); the image is then a deterministic function of the context.
+        """
         height, width = shape
         device = self.output.weight.device
         x = torch.zeros(n, self.output.out_channels, height, width, device=device)
@@ -191,6 +230,9 @@ class PixelCNN(nn.Module):
             row_context = None if context is None else context[:, :, rows]
             for col in range(width):
                 probs = torch.sigmoid(self(x[:, :, rows], row_context)[:, :, row, col])
+                if mean:
+                    x[:, :, row, col] = probs
+                    continue
                 # Uniforms are drawn on the CPU so a seed gives the same images on every device.
                 uniforms = torch.rand(probs.shape, generator=generator).to(device)
                 x[:, :, row, col] = (uniforms < probs).to(x.dtype)

@@ -33,6 +33,14 @@ for the flows). **Free bits** (Kingma et al. 2016, with a single group): the obj
 minibatch-mean KL by :math:`\max(\mathrm{KL}, \lambda D)` with D = C·H·W data dimensions and
 λ = ``free_bits`` in nats per data dimension (the paper's 0.01, i.e. a floor of 7.84 nats per
 28×28 image); below the floor the KL gets no gradient, so the encoder is free to use z.
+
+Colour (Sec. 3, Fig. 3(d)). With ``in_channels=3`` the images are RGB intensities in [0, 1] and the
+likelihood stays the Bernoulli cross-entropy, one per channel (see "Colour" in
+:mod:`dvae_core.models.pixelcnn`). ``vlae_config("gray", ...)`` (a :class:`GrayContextVLAEConfig`, model kind
+``"vlae_gray"``) restricts the PixelCNN's autoregressive input to the luminance of the pixels
+already generated while it still predicts the three channels of each pixel, so colour can only
+come from z. The full context is ``VLAEConfig`` itself, whose fields (and so the run hashes of every
+existing VLAE) are unchanged.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ from dvae_core.models.pixelcnn import PixelCNN, PixelCNNConfig
 VLAE_DECODERS = ("pixelcnn", "factorized")
 PRIORS = ("af", "gaussian")
 POSTERIORS = ("gaussian", "iaf")
+#: What the PixelCNN reads of the pixels already generated: all their channels, or their luminance only.
+CONTEXTS = ("full", "gray")
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class VLAEConfig:
     flow_hidden_layers: int = 2     # "3-layer MADE": three weight layers
     free_bits: float = 0.01         # nats per data dimension, floor on the minibatch-mean KL
     unconditional: bool = False     # PixelCNN only: no latent, KL = 0
+    context = "full"                # not a field (recipes and hashes unchanged): GrayContextVLAEConfig's is "gray"
 
     def __post_init__(self):
         for name, value, allowed in (("decoder", self.decoder, VLAE_DECODERS), ("prior", self.prior, PRIORS),
@@ -90,6 +101,33 @@ class VLAEConfig:
     @property
     def data_dims(self) -> int:
         return self.in_channels * self.resolution ** 2
+
+
+@dataclass(frozen=True)
+class GrayContextVLAEConfig(VLAEConfig):
+    """A VLAE whose PixelCNN reads the generated pixels only through their luminance (RGB data). Its
+    own model kind, so its recipe names it and every full-context recipe stays as it was."""
+
+    kind: str = "vlae_gray"
+    context = "gray"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kind != "vlae_gray":
+            raise ValueError(f"GrayContextVLAEConfig has kind 'vlae_gray', got {self.kind!r}")
+        if self.decoder != "pixelcnn":
+            raise ValueError("context='gray' restricts the PixelCNN's input: it needs decoder='pixelcnn'")
+        if self.in_channels != 3:
+            raise ValueError(f"context='gray' reads the luminance of RGB images: it needs in_channels=3, "
+                             f"got {self.in_channels}")
+
+
+def vlae_config(context: str = "full", **fields) -> VLAEConfig:
+    """``VLAEConfig(**fields)`` for the full context, ``GrayContextVLAEConfig(**fields)`` for "gray"."""
+    classes = {"full": VLAEConfig, "gray": GrayContextVLAEConfig}
+    if context not in classes:
+        raise ValueError(f"unknown context {context!r}: choose one of {CONTEXTS}")
+    return classes[context](**fields)
 
 
 class Encoder(nn.Module):
@@ -136,8 +174,9 @@ class VLAE(nn.Module):
         self.config = config
         self.likelihood = Bernoulli()
         c = config
+        gray = c.context == "gray"
         if c.unconditional:
-            self.pixelcnn = PixelCNN(c.pixelcnn(), c.in_channels)
+            self.pixelcnn = PixelCNN(c.pixelcnn(), c.in_channels, gray_input=gray)
             return
         self.encoder = Encoder(c.in_channels, c.resolution, c.encoder_channels, c.hidden)
         self.posterior_head = nn.Linear(c.hidden, 2 * c.latent_dim)
@@ -148,7 +187,7 @@ class VLAE(nn.Module):
         if c.decoder == "pixelcnn":
             width = c.decoder_channels   # the conditioning map is as wide as the network making it
             self.latent_to_map = LatentToMap(c.latent_dim, width, c.resolution, width, c.hidden)
-            self.pixelcnn = PixelCNN(c.pixelcnn(), c.in_channels, context_channels=width)
+            self.pixelcnn = PixelCNN(c.pixelcnn(), c.in_channels, context_channels=width, gray_input=gray)
         else:
             self.latent_to_map = LatentToMap(c.latent_dim, c.in_channels, c.resolution, c.decoder_channels, c.hidden)
 
@@ -246,12 +285,19 @@ class VLAE(nn.Module):
         return torch.sigmoid(self.latent_to_map(z))
 
     @torch.no_grad()
-    def decode_sample(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One binary image x ~ p(x | z) per code: pixel by pixel for the PixelCNN."""
+    def decode_sample(self, z: torch.Tensor, generator: torch.Generator | None = None,
+                      mean: bool = False) -> torch.Tensor:
+        """One binary image x ~ p(x | z) per code: pixel by pixel for the PixelCNN.
+
+        ``mean=True`` (images with intensities in [0, 1]): every pixel is set to its predicted
+        probability instead of a 0/1 draw; the PixelCNN feeds those back pixel by pixel
+        (:meth:`PixelCNN.sample`), so the image is a deterministic function of z."""
         c = self.config
         n = z.shape[0]
         if c.decoder == "factorized":
             probs = self.decode_mean(z)
+            if mean:
+                return probs
             return (torch.rand(probs.shape, generator=generator).to(probs.device) < probs).to(probs.dtype)
         context = None if c.unconditional else self.latent_to_map(z)
-        return self.pixelcnn.sample(n, (c.resolution, c.resolution), context, generator)
+        return self.pixelcnn.sample(n, (c.resolution, c.resolution), context, generator, mean=mean)

@@ -1,0 +1,776 @@
+"""The cost of reproduction, measured: ``python -m dvae_core.bench``.
+
+For one representative run of every model family the book trains (SB-VAE, DeConv-VAE, FactorVAE,
+RAE, VLAE), at the ``preview`` and ``paper`` sizes of the experiment modules' own config builders:
+
+* **loop** — images/s of :func:`dvae_core.train.train` itself, over ``steps`` steps after ``warmup``
+  warm-up steps (model and data set-up, warm-up and the final checkpoint excluded);
+* **bare** — images/s of the same model's loss, backward and optimiser step (and FactorVAE's
+  discriminator step) on pre-made batches in a tight loop: what the hardware allows;
+* **overhead** — ``1 − loop / bare`` (goal: at most 10 %), split into the loop's data generation
+  share and the rest (bookkeeping);
+* **data** — images/s of ``dataset.sample`` alone, against the loop's consumption;
+* **levers** — torch threads 1 vs 2, channels_last, ``torch.compile`` (in a child process killed after
+  ``--compile-timeout`` seconds; a failure or a timeout is recorded as an error string, never raised),
+  plain vs ``no_grad`` vs ``inference_mode`` encoding, and the metric-encoding batch size
+  (``encode_means`` with 64 vs 1024 images per call).
+
+Results go to ``results/bench.json`` (atomically, after every record) and the book page
+``book/cost.md`` includes what :func:`write_page` makes of them (``book/_generated/bench.md`` and
+``bench.png``). Progress goes to stderr; stdout gets the path of the results file.
+
+    python -m dvae_core.bench                                  # preview and paper, every model
+    python -m dvae_core.bench --profiles preview --models sb_vae,rae --steps 100
+    python -m dvae_core.bench --render-only                    # the page from results/bench.json
+    python -m dvae_core.bench --profiles smoke --quick --output /tmp/b.json --no-page   # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dvae_core.profiles import PROFILES, check_profile
+from dvae_core.reproduce import GENERATED_DIR, REPO_ROOT, RESULTS_DIR
+from dvae_core.train import (TrainConfig, atomic_write_text, build_dataset, build_model, make_optimizer,
+                             resolve_device, train)
+
+DEFAULT_OUTPUT = RESULTS_DIR / "bench.json"
+PAGE_FRAGMENT = "bench.md"
+# Not under _generated/figures/: reproduce.export_figures prunes every PNG there that is not a notebook figure.
+PAGE_FIGURE = "bench.png"
+OVERHEAD_GOAL = 0.10
+SCHEMA = 1
+
+DEFAULT_PROFILES = ("preview", "paper")
+#: Timed steps per measurement by profile (paper sizes at 64×64 take seconds per step on a CPU).
+DEFAULT_STEPS = {"smoke": 5, "preview": 40, "paper": 8}
+DEFAULT_WARMUP = 2
+COMPILE_TIMEOUT_S = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """How much each measurement does (the ``--quick`` mode shrinks all of it)."""
+
+    warmup: int = DEFAULT_WARMUP
+    steps: int | None = None          # None: DEFAULT_STEPS[profile]
+    data_seconds: float = 0.5         # dataset.sample is timed for at least this long (and 3 calls)
+    encode_images: int = 2048         # images encoded per evaluation measurement
+    encode_batches: tuple[int, int] = (64, 1024)
+    encode_repeats: int = 3           # median over this many timed encodings
+    compile: bool = True
+    compile_timeout: float = COMPILE_TIMEOUT_S
+    quick: bool = False               # numbers that check the code, not the machine
+
+    def steps_for(self, profile: str) -> int:
+        return self.steps if self.steps is not None else DEFAULT_STEPS[profile]
+
+
+QUICK = Sizes(warmup=1, steps=2, data_seconds=0.02, encode_images=64, encode_batches=(16, 64), encode_repeats=1,
+              compile=False, quick=True)
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+
+def _sb(decoder: str) -> Callable[[str], TrainConfig]:
+    def config(profile: str) -> TrainConfig:
+        from dvae_core.experiments import sbd
+
+        p = sbd.fig2_profile(profile)
+        return sbd.comparison_config(p, decoder, p.seeds[0])
+    return config
+
+
+def _factor_vae(profile: str) -> TrainConfig:
+    from dvae_core.experiments import fvae_tradeoff
+
+    p = fvae_tradeoff.profile_settings(profile)
+    return fvae_tradeoff.run_config(p, p.seeds[0], gamma=p.gammas[len(p.gammas) // 2])
+
+
+def _rae(profile: str) -> TrainConfig:
+    from dvae_core.experiments import rae
+
+    return rae.run_config(rae.rae_profile(profile), "rae")
+
+
+def _vlae(profile: str) -> TrainConfig:
+    from dvae_core.experiments import vlae
+
+    return vlae.run_config(vlae.vlae_profile(profile), "vlae")
+
+
+#: name → (label, where the config comes from, profile → the TrainConfig the book trains).
+MODELS: dict[str, tuple[str, str, Callable[[str], TrainConfig]]] = {
+    "sb_vae": ("SB-VAE", "sbd.comparison_config(fig2_profile, 'sb')", _sb("sb")),
+    "deconv_vae": ("DeConv-VAE", "sbd.comparison_config(fig2_profile, 'deconv')", _sb("deconv")),
+    "factor_vae": ("FactorVAE", "fvae_tradeoff.run_config(gamma=middle of the grid)", _factor_vae),
+    "rae": ("RAE", "rae.run_config(rae_profile, 'rae')", _rae),
+    "vlae": ("VLAE", "vlae.run_config(vlae_profile, 'vlae')", _vlae),
+}
+
+
+def parse_names(text: str | None, choices, what: str, default) -> tuple[str, ...]:
+    """A comma-separated list of names (``all``: every choice), each checked against ``choices``."""
+    choices = tuple(choices)
+    if text is None:
+        return tuple(default)
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if names == ("all",):
+        return choices
+    unknown = [n for n in names if n not in choices]
+    if unknown or not names:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)}: choose from "
+                         f"{', '.join(choices)} (comma-separated, or 'all')")
+    return tuple(dict.fromkeys(names))
+
+
+def bench_config(name: str, profile: str) -> TrainConfig:
+    """The TrainConfig the book trains for model family ``name`` at ``profile``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}: choose from {', '.join(MODELS)}")
+    return MODELS[name][2](check_profile(profile))
+
+
+# ------------------------------------------------------------------------------------------- arithmetic
+
+
+def overhead(loop_images_per_s: float, bare_images_per_s: float) -> float:
+    """The loop's share of time not spent in the bare step: ``1 − loop / bare`` (negative: loop was faster)."""
+    if not bare_images_per_s > 0:
+        raise ValueError(f"bare images/s must be positive, got {bare_images_per_s}")
+    return 1.0 - loop_images_per_s / bare_images_per_s
+
+
+def overhead_split(loop_images_per_s: float, bare_images_per_s: float, data_fraction: float) -> dict[str, float]:
+    """Total overhead, and what is left of it once the loop's data-generation time is taken out."""
+    total = overhead(loop_images_per_s, bare_images_per_s)
+    compute = loop_images_per_s / max(1.0 - data_fraction, 1e-12)  # the loop's rate without its data time
+    return {"overhead": total, "overhead_excluding_data": overhead(compute, bare_images_per_s)}
+
+
+def loop_rate(history: list[dict], batch_size: int, warmup: int) -> dict[str, float]:
+    """Images/s and data-time share of the logged windows after step ``warmup`` (a window ends there)."""
+    previous, images, seconds, data = warmup, 0, 0.0, 0.0
+    for row in history:
+        if row["step"] <= warmup:
+            continue
+        n = row["step"] - previous
+        previous = row["step"]
+        window = n * batch_size / row["images_per_s"]
+        images, seconds, data = images + n * batch_size, seconds + window, data + row["data_fraction"] * window
+    if not seconds:
+        raise RuntimeError(f"no logged window after warm-up step {warmup}: history {history}")
+    return {"images_per_s": images / seconds, "data_fraction": data / seconds, "steps": previous - warmup,
+            "seconds": seconds}
+
+
+def speedup(lever: dict, option: str | None = None) -> float | None:
+    """Rate of ``option`` (default: the lever's candidate) over its baseline's; None if either has none."""
+    options = lever.get("options", {})
+    base = options.get(lever.get("baseline"), {}).get("images_per_s")
+    rate = options.get(option or lever.get("candidate"), {}).get("images_per_s")
+    return rate / base if base and rate else None
+
+
+# ------------------------------------------------------------------------------------------- measuring
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _error(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".strip()[:300]
+
+
+@contextlib.contextmanager
+def num_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def fresh_model(config: TrainConfig, device: torch.device):
+    """The model, its optimiser and auxiliary optimiser as :func:`train` builds them."""
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device)
+    model.train()
+    return model, make_optimizer(config, model.vae_parameters()), model.auxiliary_optimizer()
+
+
+def bare_step(model, optimizer, auxiliary, x: torch.Tensor, x2: torch.Tensor, beta: float,
+              loss: Callable | None = None) -> Callable[[], None]:
+    """One training step without the loop around it: loss, backward, optimiser step (and the
+    discriminator step of a FactorVAE on the second batch ``x2``, as the loop does)."""
+    loss = loss or model.loss
+
+    def step() -> None:
+        terms = loss(x, beta=beta)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        if auxiliary is not None:
+            model.auxiliary_step(x2, auxiliary)
+    return step
+
+
+def timed_rate(step: Callable[[], None], warmup: int, steps: int, images_per_step: int,
+               device: torch.device) -> dict[str, float]:
+    """Images/s of ``steps`` calls of ``step`` after ``warmup`` untimed ones (and the warm-up's seconds)."""
+    start = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    begin = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    end = time.perf_counter()
+    return {"images_per_s": steps * images_per_step / (end - begin), "warmup_seconds": begin - start}
+
+
+def measure_loop(config: TrainConfig, warmup: int, steps: int, device: str) -> dict[str, float]:
+    """:func:`train` for ``warmup + steps`` steps into a temporary folder. A log window ends at step
+    ``warmup`` (``log_every = warmup``), so the windows after it are exactly the timed steps; the final
+    checkpoint is written after the last window closes, and no other checkpoint or snapshot falls inside."""
+    run = dataclasses.replace(config, steps=warmup + steps, log_every=warmup, checkpoint_every=10 ** 9,
+                              snapshot_every=None)
+    with tempfile.TemporaryDirectory(prefix="dvae-bench-") as tmp:
+        result = train(run, Path(tmp), device=device, progress=False)
+    return loop_rate(result["history"], config.batch_size, warmup)
+
+
+def measure_data(dataset, batch_size: int, rng: np.random.Generator, min_seconds: float) -> float:
+    """Images/s of ``dataset.sample(batch_size)`` alone (at least 3 calls and ``min_seconds``)."""
+    dataset.sample(batch_size, rng)
+    calls, start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < min_seconds:
+        dataset.sample(batch_size, rng)
+        calls += 1
+    return calls * batch_size / (time.perf_counter() - start)
+
+
+EVAL_CONTEXTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
+    "plain": contextlib.nullcontext, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
+
+
+def encode_rate(model, images: torch.Tensor, batch_size: int, context: str, repeats: int) -> float:
+    """Images/s of encoding ``images`` in chunks of ``batch_size`` under ``context`` (as ``encode_means``:
+    posterior means to CPU float64 numpy); the median of ``repeats`` timings after one untimed pass."""
+    from dvae_core.evaluate import encode_means
+
+    dev = next(model.parameters()).device
+
+    def run() -> None:
+        if context == "inference_mode":  # the library's own function, which runs under inference_mode
+            encode_means(model, images, batch_size)
+            return
+        with EVAL_CONTEXTS[context]():
+            chunks = [model.encode(images[i:i + batch_size].to(dev))[0].detach().cpu()
+                      for i in range(0, len(images), batch_size)]
+            torch.cat(chunks).double().numpy()
+
+    run()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        rates.append(len(images) / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def _option(measure: Callable[[], float | dict]) -> dict[str, Any]:
+    """One lever option: its images/s (and extras), or the error it raised."""
+    try:
+        value = measure()
+    except Exception as err:  # a lever that does not work here is a result, not a crash
+        return {"error": _error(err)}
+    return value if isinstance(value, dict) else {"images_per_s": float(value)}
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def make_batches(config: TrainConfig, dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two batches every bare-step measurement trains on (a FactorVAE's discriminator takes the second)."""
+    rng = np.random.default_rng(config.seed)
+    x, _ = dataset.sample(config.batch_size, rng)
+    x2, _ = dataset.sample(config.batch_size, rng)
+    return x.to(device), x2.to(device)
+
+
+def measure_compiled(config: TrainConfig, x, x2, warmup: int, steps: int, device: torch.device) -> dict[str, float]:
+    """The bare step with ``torch.compile(model.loss)``; the first warm-up step compiles (``compile_seconds``)."""
+    model, optimizer, auxiliary = fresh_model(config, device)
+    step = bare_step(model, optimizer, auxiliary, x, x2, config.beta, torch.compile(model.loss))
+    rate = timed_rate(step, max(warmup, 1), steps, config.batch_size, device)
+    return {"images_per_s": rate["images_per_s"], "compile_seconds": rate["warmup_seconds"]}
+
+
+COMPILE_MARK = "DVAE_BENCH_COMPILE "
+
+
+def compile_worker(name: str, profile: str, warmup: int, steps: int, device: str) -> dict[str, Any]:
+    """What ``--compile-worker`` prints: the compiled bare step of one model, or the error it raised."""
+    config = bench_config(name, profile)
+    dev = resolve_device(device)
+    x, x2 = make_batches(config, build_dataset(config), dev)
+    return _option(lambda: measure_compiled(config, x, x2, warmup, steps, dev))
+
+
+def compile_in_subprocess(name: str, profile: str, warmup: int, steps: int, device: str,
+                          timeout: float | None) -> dict[str, Any]:
+    """:func:`compile_worker` in a child process (same torch threads), killed with its process group after
+    ``timeout`` seconds: a compilation that hangs or takes too long becomes an error string, never a crash.
+    (A signal cannot stop it in-process: inductor catches the exception and compiles again, synchronously.)"""
+    command = [sys.executable, "-m", "dvae_core.bench", "--compile-worker", "--models", name, "--profiles", profile,
+               "--warmup", str(warmup), "--steps", str(steps), "--device", device,
+               "--threads", str(torch.get_num_threads())]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)  # the child and inductor's compile workers
+        child.communicate()
+        return {"error": f"took longer than {timeout:g} s (stopped)"}
+    for line in reversed(out.splitlines()):
+        if line.startswith(COMPILE_MARK):
+            return json.loads(line[len(COMPILE_MARK):])
+    last = (err.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"compile worker exited with status {child.returncode}: {last}"[:300]}
+
+
+def measure_model(name: str, profile: str, sizes: Sizes, device: str = "auto") -> dict[str, Any]:
+    """Every measurement of one model family at one profile (see the module doc)."""
+    config = bench_config(name, profile)
+    dev = resolve_device(device)
+    warmup, steps = sizes.warmup, sizes.steps_for(profile)
+    began = time.perf_counter()
+    batch = config.batch_size
+    batches_per_step = 2 if config.factor_vae is not None else 1
+    label, source, _ = MODELS[name]
+    record: dict[str, Any] = {
+        "model": name, "label": label, "profile": profile, "source": source, "dataset": config.dataset,
+        "batch_size": batch, "steps": steps, "warmup": warmup, "config": json.loads(config.canonical()),
+    }
+
+    loop = measure_loop(config, warmup, steps, device)
+    record.update(loop_images_per_s=loop["images_per_s"], loop_data_fraction=loop["data_fraction"],
+                  loop_steps=loop["steps"])
+
+    dataset = build_dataset(config)
+    x, x2 = make_batches(config, dataset, dev)
+    record["image_shape"] = list(x.shape[1:])
+    rng = np.random.default_rng(config.seed + 1)  # data-generation and evaluation draws
+
+    model, optimizer, auxiliary = fresh_model(config, dev)
+    record["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    bare = timed_rate(bare_step(model, optimizer, auxiliary, x, x2, config.beta), warmup, steps, batch, dev)
+    record["bare_images_per_s"] = bare["images_per_s"]
+    record.update(overhead_split(record["loop_images_per_s"], record["bare_images_per_s"], loop["data_fraction"]))
+    record["overhead_ok"] = record["overhead"] <= OVERHEAD_GOAL
+
+    record["data_images_per_s"] = measure_data(dataset, batch, rng, sizes.data_seconds)
+    record["batches_per_step"] = batches_per_step
+    record["consumption_images_per_s"] = record["loop_images_per_s"] * batches_per_step
+    record["data_headroom"] = record["data_images_per_s"] / record["consumption_images_per_s"]
+
+    levers: dict[str, dict] = {}
+
+    def bare_option(threads: int | None = None, channels_last: bool = False) -> Callable[[], float]:
+        def measure() -> float:
+            m, opt, aux = fresh_model(config, dev)
+            a, b = x, x2
+            if channels_last:
+                m = m.to(memory_format=torch.channels_last)
+                a, b = x.contiguous(memory_format=torch.channels_last), x2.contiguous(memory_format=torch.channels_last)
+            with num_threads(threads) if threads else contextlib.nullcontext():
+                return timed_rate(bare_step(m, opt, aux, a, b, config.beta), warmup, steps, batch, dev)["images_per_s"]
+        return measure
+
+    cpus = _available_cpus()
+    levers["threads"] = {"baseline": "1", "candidate": "2", "options": {
+        str(n): _option(bare_option(threads=n)) if n <= cpus else {"skipped": f"{cpus} CPU available"}
+        for n in (1, 2)}}
+    eager = {"images_per_s": record["bare_images_per_s"]}
+    levers["channels_last"] = {"baseline": "contiguous", "candidate": "channels_last", "options": {
+        "contiguous": eager, "channels_last": _option(bare_option(channels_last=True))}}
+    if sizes.compile:
+        _log(f"{name} {profile}: torch.compile (limit {sizes.compile_timeout:g} s)")
+        compiled = compile_in_subprocess(name, profile, warmup, steps, device, sizes.compile_timeout)
+    else:
+        compiled = {"skipped": "quick mode"}
+    levers["compile"] = {"baseline": "eager", "candidate": "compiled", "options": {"eager": eager, "compiled": compiled}}
+
+    model.eval()
+    images, _ = dataset.sample(sizes.encode_images, rng)
+    big = max(sizes.encode_batches)
+    levers["eval_context"] = {"baseline": "plain", "candidate": "inference_mode", "batch_size": big, "options": {
+        context: _option(lambda c=context: encode_rate(model, images, big, c, sizes.encode_repeats))
+        for context in EVAL_CONTEXTS}}
+    small = min(sizes.encode_batches)
+    levers["encode_batch"] = {"baseline": str(small), "candidate": str(big), "options": {
+        str(b): _option(lambda b=b: encode_rate(model, images, b, "inference_mode", sizes.encode_repeats))
+        for b in (small, big)}}
+    record["encode_images"] = sizes.encode_images
+    record["levers"] = levers
+    record["seconds"] = time.perf_counter() - began
+    return record
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    dev = resolve_device(device)
+    processor = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                processor = line.split(":", 1)[1].strip()
+                break
+    info = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "processor": processor, "cpu_count": os.cpu_count(),
+            "cpus_available": _available_cpus(), "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(), "device": str(dev)}
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    with contextlib.suppress(OSError, AttributeError):
+        info["load_average_start"] = list(os.getloadavg())
+    return info
+
+
+def run_bench(models, profiles, sizes: Sizes, device: str = "auto", output: Path | None = None) -> dict[str, Any]:
+    """Measure every (model, profile); write ``output`` after each record (``complete`` false until the end).
+    A record that fails holds its error instead of numbers, and the others still run."""
+    results: dict[str, Any] = {
+        "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "complete": False, "quick": sizes.quick,
+        "machine": machine_info(device), "overhead_goal": OVERHEAD_GOAL,
+        "settings": {"models": list(models), "profiles": list(profiles), "warmup": sizes.warmup,
+                     "steps": {p: sizes.steps_for(p) for p in profiles}, **{
+                         k: v for k, v in dataclasses.asdict(sizes).items() if k not in ("warmup", "steps", "quick")}},
+        "records": [],
+    }
+    for profile in profiles:
+        for name in models:
+            _log(f"{name} {profile}: {sizes.steps_for(profile)} steps after {sizes.warmup} warm-up ...")
+            try:
+                record = measure_model(name, profile, sizes, device)
+            except Exception as err:  # e.g. a data file this machine lacks: say so, measure the rest
+                record = {"model": name, "label": MODELS[name][0], "profile": profile, "error": _error(err)}
+                _log(f"{name} {profile}: FAILED {record['error']}")
+            else:
+                _log(f"{name} {profile}: loop {record['loop_images_per_s']:.0f} img/s, bare "
+                     f"{record['bare_images_per_s']:.0f} img/s, overhead {100 * record['overhead']:.1f} %, data "
+                     f"{record['data_images_per_s']:.0f} img/s ({record['seconds']:.0f} s)")
+            results["records"].append(record)
+            if output is not None:
+                write_results(results, output)
+    results["complete"] = True
+    with contextlib.suppress(OSError, AttributeError):
+        results["machine"]["load_average_end"] = list(os.getloadavg())
+    if output is not None:
+        write_results(results, output)
+    return results
+
+
+def write_results(results: dict, path: Path) -> None:
+    atomic_write_text(Path(path), json.dumps(results, indent=1, allow_nan=False, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def load_results(path: Path = DEFAULT_OUTPUT) -> dict | None:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# --------------------------------------------------------------------------------------------- the page
+
+FRAGMENT_HEADER = "% Generated by dvae_core/bench.py from results/bench.json; do not edit by hand."
+REGENERATE = "`.venv/bin/python -m dvae_core.bench`"
+
+
+def _rate(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "/")
+
+
+def lever_cell(lever: dict | None, option: str | None = None) -> str:
+    """``×1.23`` for the lever's candidate over its baseline, or why there is no number."""
+    if not lever:
+        return "–"
+    chosen = lever["options"].get(option or lever["candidate"], {})
+    for key in ("error", "skipped"):
+        if key in chosen:
+            return _cell(f"{'failed' if key == 'error' else 'skipped'}: {chosen[key]}")
+    ratio = speedup(lever, option)
+    return "–" if ratio is None else f"×{ratio:.2f}"
+
+
+def _ok_records(results: dict) -> list[dict]:
+    return [r for r in results.get("records", []) if "error" not in r]
+
+
+def _size(record: dict) -> str:
+    shape = record.get("image_shape")
+    return (f"{shape[1]}×{shape[2]}×{shape[0]}, " if shape else "") + f"batch {record['batch_size']}"
+
+
+def bench_markdown(results: dict | None, figure: str | None = f"/book/_generated/{PAGE_FIGURE}") -> str:
+    """The page fragment: how it was measured, the loop table, the figure (``figure``: its path in the
+    book, None for none) and the levers table; "not yet measured" without results."""
+    lines = [FRAGMENT_HEADER, ""]
+    if not results:
+        return "\n".join(lines + [f"**Not yet measured.** Run {REGENERATE} (minutes, on an otherwise idle machine) "
+                                  "to write `results/bench.json` and fill in this section."]) + "\n"
+    m, goal = results["machine"], results.get("overhead_goal", OVERHEAD_GOAL)
+    steps = ", ".join(f"{p} {n}" for p, n in results["settings"]["steps"].items())
+    load = m.get("load_average_start")
+    lines += [f"Measured {results['created']} on {m['cpus_available']} of {m['cpu_count']} CPUs ({m['processor']}), "
+              f"torch {m['torch']}, {m['threads']} torch threads, device `{m['device']}`"
+              + (f", load average {load[0]:.2f} at the start" if load else "")
+              + f"; timed steps per measurement: {steps}, after {results['settings']['warmup']} warm-up.", ""]
+    if results.get("quick"):
+        lines += ["```{warning}", "These numbers come from a `--quick` run (a couple of steps): they exercise "
+                  f"the code, they measure nothing. Re-run {REGENERATE} for real numbers.", "```", ""]
+    if not results.get("complete", True):
+        lines += ["```{note}", "The run that wrote these numbers did not finish: some models are missing.", "```", ""]
+    lines += ["### Training loop against the bare step", "",
+              "| model | profile | images | parameters | loop images/s | bare images/s | loop overhead "
+              "| data share of loop time | overhead without data | data images/s | data headroom |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results.get("records", []):
+        if "error" in r:
+            lines.append(f"| {r['label']} | `{r['profile']}` | failed: {_cell(r['error'])} | | | | | | | | |")
+            continue
+        over = _percent(r["overhead"])
+        over = over if r["overhead"] <= goal else f"**{over}** (goal ≤ {100 * goal:.0f} %)"
+        lines.append(f"| {r['label']} | `{r['profile']}` | {_size(r)} | {r['parameters']:,} | "
+                     f"{_rate(r['loop_images_per_s'])} | {_rate(r['bare_images_per_s'])} | {over} | "
+                     f"{_percent(r['loop_data_fraction'])} | {_percent(r['overhead_excluding_data'])} | "
+                     f"{_rate(r['data_images_per_s'])} | ×{r['data_headroom']:.1f} |")
+    if figure and _ok_records(results):
+        lines += ["", f"```{{figure}} {figure}", ":name: fig-cost-bench", ":alt: Training images per second per "
+                  "model and profile, and the speed-up of each lever", "",
+                  "Top: training images/s of the loop, of the bare step and of data generation alone "
+                  "(log scale), per model and profile. Bottom: speed-up of each lever over its baseline "
+                  "(1 = no change; missing bars failed or were skipped).", "```"]
+    small, big = sorted(results["settings"].get("encode_batches", (64, 1024)))
+    lines += ["", "### Speed levers", "",
+              "Speed-up of each option over its baseline: the bare training step with 2 torch threads instead of 1, "
+              "in channels_last memory format, and compiled with `torch.compile`; encoding for the metrics under "
+              f"`inference_mode` and `no_grad` instead of plain autograd, and {big} instead of {small} images per "
+              "call.", "",
+              "| model | profile | 2 threads vs 1 | channels_last | torch.compile | inference_mode | no_grad "
+              "| encode batch |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in _ok_records(results):
+        lv = r["levers"]
+        batch = lv.get("encode_batch")
+        batch_label = f"{batch['candidate']} vs {batch['baseline']}: " if batch else ""
+        lines.append(f"| {r['label']} | `{r['profile']}` | {lever_cell(lv.get('threads'))} | "
+                     f"{lever_cell(lv.get('channels_last'))} | {lever_cell(lv.get('compile'))} | "
+                     f"{lever_cell(lv.get('eval_context'))} | {lever_cell(lv.get('eval_context'), 'no_grad')} | "
+                     f"{batch_label}{lever_cell(batch)} |")
+    compiled = [r for r in _ok_records(results) if "compile_seconds" in r["levers"].get("compile", {}).get(
+        "options", {}).get("compiled", {})]
+    if compiled:
+        lines += ["", "Compilation itself took " + ", ".join(
+            f"{r['levers']['compile']['options']['compiled']['compile_seconds']:.0f} s ({r['label']}, {r['profile']})"
+            for r in compiled) + "."]
+    return "\n".join(lines) + "\n"
+
+
+#: The levers the figure shows: (lever, option, label).
+FIGURE_LEVERS = (("threads", None, "2 threads vs 1"), ("channels_last", None, "channels_last"),
+                 ("compile", None, "torch.compile"), ("eval_context", None, "inference_mode vs plain"),
+                 ("encode_batch", None, "encode batch large vs small"))
+
+
+def bench_figure(results: dict):
+    """Images/s per model (loop, bare, data; one column per profile, log scale) over the levers' speed-ups."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    records = _ok_records(results or {})
+    profiles = list(dict.fromkeys(r["profile"] for r in records)) or ["none"]
+    fig, axes = plt.subplots(2, len(profiles), figsize=(5.4 * len(profiles) + 0.8, 8.0), squeeze=False)
+    series = (("loop_images_per_s", "training loop", "C0"), ("bare_images_per_s", "bare step", "C1"),
+              ("data_images_per_s", "data generation alone", "C2"))
+    for col, profile in enumerate(profiles):
+        mine = [r for r in records if r["profile"] == profile]
+        top, bottom = axes[0, col], axes[1, col]
+        if not mine:
+            for ax in (top, bottom):
+                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+                ax.set_axis_off()
+            continue
+        y = np.arange(len(mine))
+        height = 0.8 / len(series)
+        for i, (key, label, color) in enumerate(series):
+            top.barh(y + (i - 1) * height, [r[key] for r in mine], height, label=label, color=color)
+        for yi, r in zip(y, mine):
+            top.annotate(f"overhead {_percent(r['overhead'])}", (r["loop_images_per_s"], yi - height),
+                         xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+        top.set_xscale("log")
+        top.set_xlabel("images / s (log scale)")
+        top.set_title(f"profile {profile}")
+        height = 0.8 / len(FIGURE_LEVERS)
+        for i, (lever, option, label) in enumerate(FIGURE_LEVERS):
+            values = [speedup(r["levers"][lever], option) if lever in r.get("levers", {}) else None for r in mine]
+            bottom.barh(y + (i - (len(FIGURE_LEVERS) - 1) / 2) * height,
+                        [v if v is not None else np.nan for v in values], height, label=label, color=f"C{i + 3}")
+        bottom.axvline(1.0, color="0.3", lw=0.8)
+        bottom.set_xscale("log")
+        bottom.xaxis.set_major_locator(LogLocator(base=2))
+        bottom.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"×{v:g}"))
+        bottom.xaxis.set_minor_formatter(NullFormatter())
+        bottom.set_xlabel("speed-up over the baseline (log scale)")
+        for ax in (top, bottom):
+            ax.set_yticks(y, [r["label"] for r in mine])
+            ax.invert_yaxis()
+            ax.grid(axis="x", color="0.9", lw=0.6)
+            ax.set_axisbelow(True)
+    for row in (0, 1):
+        handles, labels = next(((h, l) for ax in axes[row] for h, l in [ax.get_legend_handles_labels()] if h),
+                               ([], []))
+        if handles:
+            axes[row, 0].legend(handles, labels, fontsize=7, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.16),
+                                frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def write_page(results: dict | None, generated_dir: Path = GENERATED_DIR) -> list[Path]:
+    """Write ``bench.md`` (and ``bench.png`` when there are numbers) into ``generated_dir``; returns the paths."""
+    import matplotlib.pyplot as plt
+
+    generated_dir = Path(generated_dir)
+    fragment, png = generated_dir / PAGE_FRAGMENT, generated_dir / PAGE_FIGURE
+    written = [fragment]
+    if results and _ok_records(results):
+        fig = bench_figure(results)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+        plt.close(fig)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        tmp = png.with_name(png.name + ".tmp")
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, png)
+        written.append(png)
+    else:
+        png.unlink(missing_ok=True)  # a figure the fragment does not show would be stale
+    atomic_write_text(fragment, bench_markdown(results))
+    return written
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dvae_core.bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profiles", help=f"comma-separated, of {', '.join(PROFILES)} "
+                                           f"(default {','.join(DEFAULT_PROFILES)})")
+    parser.add_argument("--models", help=f"comma-separated, of {', '.join(MODELS)} (default: all)")
+    parser.add_argument("--steps", type=int, help=f"timed steps per measurement (default by profile: {DEFAULT_STEPS})")
+    parser.add_argument("--warmup", type=int, help=f"untimed steps before each measurement (default {DEFAULT_WARMUP})")
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds, not minutes: 2 steps, tiny encodings, no torch.compile (checks the code only)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, help="torch threads in this process (default: torch's)")
+    parser.add_argument("--compile-timeout", type=float, default=COMPILE_TIMEOUT_S,
+                        help="seconds torch.compile may take per model before it is recorded as failed")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON (default results/bench.json)")
+    parser.add_argument("--page-dir", type=Path, default=GENERATED_DIR,
+                        help="where the page fragment and figure go (default book/_generated)")
+    parser.add_argument("--no-page", action="store_true", help="write the results only, not the page fragment")
+    parser.add_argument("--render-only", action="store_true", help="measure nothing: rebuild the page from --output")
+    parser.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)  # see compile_in_subprocess
+    args = parser.parse_args(argv)
+
+    if args.render_only:
+        for path in write_page(load_results(args.output), args.page_dir):
+            _log(f"wrote {path}")
+        return 0
+    profiles = parse_names(args.profiles, PROFILES, "profile", DEFAULT_PROFILES)
+    models = parse_names(args.models, MODELS, "model", MODELS)
+    for name, value, least in (("--steps", args.steps, 1), ("--warmup", args.warmup, 1), ("--threads", args.threads, 1)):
+        if value is not None and value < least:
+            raise ValueError(f"{name} {value}: give {least} or more")
+    resolve_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.compile_worker:
+        if len(models) != 1 or len(profiles) != 1:
+            raise ValueError("--compile-worker measures one model at one profile")
+        warmup = args.warmup if args.warmup is not None else DEFAULT_WARMUP
+        steps = args.steps if args.steps is not None else DEFAULT_STEPS[profiles[0]]
+        print(COMPILE_MARK + json.dumps(compile_worker(models[0], profiles[0], warmup, steps, args.device)))
+        return 0
+    sizes = QUICK if args.quick else Sizes(compile_timeout=args.compile_timeout)
+    if args.steps is not None:
+        sizes = dataclasses.replace(sizes, steps=args.steps)
+    if args.warmup is not None:
+        sizes = dataclasses.replace(sizes, warmup=args.warmup)
+    results = run_bench(models, profiles, sizes, args.device, args.output)
+    if not args.no_page:
+        for path in write_page(results, args.page_dir):
+            _log(f"wrote {path}")
+    print(args.output)
+    return 1 if any("error" in r for r in results["records"]) else 0
+
+
+if __name__ == "__main__":
+    from dvae_core.cli import run_main  # expected errors: one "error: ..." line, no traceback
+
+    sys.exit(run_main(main))

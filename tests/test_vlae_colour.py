@@ -1,0 +1,297 @@
+"""Colour kept in z (Chen et al. 2017, Sec. 3, Fig. 3(d)): the grayscale-context PixelCNN, the
+colour error of decompressions and the claim rule of ``notebooks/vlae_colour.ipynb``."""
+
+import dataclasses
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+from dvae_core.experiments import vlae
+from dvae_core.models.pixelcnn import (LUMINANCE_WEIGHTS, PixelCNN, PixelCNNConfig, luminance,
+                                       receptive_field)
+from dvae_core.models.vlae import VLAE, GrayContextVLAEConfig, VLAEConfig, vlae_config
+from dvae_core.runs import config_hash
+from dvae_core.train import TrainConfig, train
+
+WEIGHTS = torch.tensor(LUMINANCE_WEIGHTS)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_vlae_config(context: str = "full", **overrides) -> VLAEConfig:
+    kwargs = dict(latent_dim=4, in_channels=3, resolution=8, encoder_channels=4, decoder_channels=4, hidden=16,
+                  pixelcnn_layers=2, pixelcnn_channels=4, flow_steps=1, flow_hidden=16)
+    return vlae_config(context, **{**kwargs, **overrides})
+
+
+def rgb_jacobian(function, shape, seed=1) -> torch.Tensor:
+    """(3, H·W outputs, 3, H·W inputs): d output[channel, pixel] / d input[channel, pixel]."""
+    height, width = shape
+    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
+    jac = jacobian(function, x)                                    # (1, 3, H, W, 1, 3, H, W)
+    return jac.reshape(3, height * width, 3, height * width)
+
+
+def analytic_dependencies(config: PixelCNNConfig, shape) -> torch.Tensor:
+    height, width = shape
+    expected = torch.zeros(height * width, height * width, dtype=torch.bool)
+    for row in range(height):
+        for col in range(width):
+            for r, c in receptive_field(config, (row, col), shape):
+                expected[row * width + col, r * width + c] = True
+    return expected
+
+
+def assert_luminance_only(jac: torch.Tensor, config: PixelCNNConfig, shape) -> None:
+    """Every output channel depends on exactly the receptive field's earlier pixels, and on a pixel's
+    three channels only through 0.299 R + 0.587 G + 0.114 B."""
+    expected = analytic_dependencies(config, shape)
+    for out_channel in range(3):
+        for in_channel in range(3):
+            depends = jac[out_channel, :, in_channel, :] != 0
+            assert not torch.triu(depends).any()        # causal: never pixel i itself or later ones
+            assert torch.equal(depends, expected)       # exactly the receptive field, borders included
+        # The gradient w.r.t. (R, G, B) of an earlier pixel is one number times the luminance weights.
+        per_weight = jac[out_channel] / WEIGHTS.view(1, 3, 1)     # (outputs, input channel, inputs)
+        torch.testing.assert_close(per_weight[:, 1], per_weight[:, 0], rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(per_weight[:, 2], per_weight[:, 0], rtol=1e-4, atol=1e-7)
+    assert expected.any()
+
+
+# --- the grayscale-context PixelCNN --------------------------------------------------------------
+
+@pytest.mark.parametrize("config", [
+    PixelCNNConfig(layers=3, channels=4, kernel=3),
+    PixelCNNConfig(layers=2, channels=4, window=(4, 2)),
+], ids=["stacked-3x3", "window-4x2"])
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_gray_pixelcnn_is_causal_and_reads_colour_only_through_luminance(config, conditioned):
+    torch.manual_seed(0)
+    shape = (5, 6)
+    net = PixelCNN(config, in_channels=3, context_channels=2 if conditioned else 0, gray_input=True)
+    context = torch.randn(1, 2, *shape) if conditioned else None
+    assert net.input_layer.in_channels == 1 and net.output.out_channels == 3
+    assert_luminance_only(rgb_jacobian(lambda image: net(image, context), shape), config, shape)
+
+
+def test_full_context_pixelcnn_reads_each_colour_channel_separately():
+    # The control for the test above: with full context the three channels' gradients are not tied.
+    torch.manual_seed(0)
+    config, shape = PixelCNNConfig(layers=2, channels=4), (4, 4)
+    jac = rgb_jacobian(PixelCNN(config, in_channels=3), shape)
+    per_weight = jac[0] / WEIGHTS.view(1, 3, 1)
+    assert not torch.allclose(per_weight[:, 1], per_weight[:, 0], rtol=1e-3)
+    assert torch.equal(jac[0, :, 0, :] != 0, analytic_dependencies(config, shape))
+
+
+def test_gray_vlae_decoder_is_causal_and_luminance_only_given_z():
+    torch.manual_seed(0)
+    config = tiny_vlae_config(context="gray")
+    model = VLAE(config)
+    z = torch.randn(1, config.latent_dim)
+    assert_luminance_only(rgb_jacobian(lambda image: model._decoder_logits(image, z), (8, 8)),
+                          config.pixelcnn(), (8, 8))
+
+
+def test_luminance_is_the_bt601_weighted_sum():
+    x = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5]).view(4, 3, 1, 1)
+    torch.testing.assert_close(luminance(x).flatten(), torch.tensor([0.299, 0.587, 0.114, 0.5]))
+    with pytest.raises(ValueError, match="RGB"):
+        luminance(torch.zeros(1, 1, 2, 2))
+    with pytest.raises(ValueError, match="in_channels=3"):
+        PixelCNN(PixelCNNConfig(), in_channels=1, gray_input=True)
+
+
+def test_mean_decoding_is_the_fixed_point_of_the_pixel_means():
+    # Every pixel of a mean decoding is its own predicted probability given the pixels before it, so
+    # feeding the image back through the network returns it.
+    torch.manual_seed(0)
+    net = PixelCNN(PixelCNNConfig(layers=2, channels=4), in_channels=3, context_channels=2, gray_input=True)
+    context = torch.randn(3, 2, 5, 4)
+    image = net.sample(3, (5, 4), context, mean=True)
+    assert image.min() > 0 and image.max() < 1
+    with torch.no_grad():
+        torch.testing.assert_close(torch.sigmoid(net(image, context)), image)
+    torch.testing.assert_close(net.sample(3, (5, 4), context, mean=True), image)   # deterministic given c
+
+
+# --- the full-context VLAE is unchanged ------------------------------------------------------------
+
+# Outputs of the full-context VLAE as they were before the colour option existed (same seeds).
+REFERENCE = {1: (53.246124267578125, 0.537561297416687, 47.44209671020508, -0.10390996932983398, 2709),
+             3: (5.15574312210083, -0.1043483167886734, 135.99623107910156, -0.08206427097320557, 2895)}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_full_context_vlae_outputs_are_unchanged(channels):
+    torch.manual_seed(0)
+    model = VLAE(tiny_vlae_config(in_channels=channels))
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(2, channels, 8, 8, generator=generator)
+    z = torch.randn(2, 4, generator=generator)
+    with torch.no_grad():
+        logits = model._decoder_logits(x, z)
+        torch.manual_seed(1)
+        terms = model.loss(x)
+    got = (logits.sum().item(), logits[1, -1, 5, 6].item(), terms["loss"].item(), terms["kl"].item(),
+           sum(p.numel() for p in model.parameters()))
+    assert got[:4] == pytest.approx(REFERENCE[channels][:4], rel=1e-5, abs=1e-6)
+    assert got[4] == REFERENCE[channels][4]
+
+
+def test_gray_vlae_differs_only_by_its_first_layer():
+    full, gray = VLAE(tiny_vlae_config()), VLAE(tiny_vlae_config(context="gray"))
+    full_shapes = {k: v.shape for k, v in full.state_dict().items()}
+    gray_shapes = {k: v.shape for k, v in gray.state_dict().items()}
+    assert full_shapes.keys() == gray_shapes.keys()
+    assert {k for k in full_shapes if full_shapes[k] != gray_shapes[k]} == {"pixelcnn.input_layer.weight"}
+    assert gray_shapes["pixelcnn.input_layer.weight"][1] == 1
+
+
+# --- the configuration ---------------------------------------------------------------------------
+
+#: Run hashes of the chapter's preview VLAEs (runs/ holds them): the colour option must not rename them.
+PREVIEW_HASHES = ["0e4059d15a399007", "8d13a43abf2dc246", "b75d66f090028182", "3594c6a47b3b19b7",
+                  "61f5e800309f6287", "03d6e429a7e44851", "acfae5770d48a3fd", "7e2c7e14ce896182",
+                  "38b13b6d778a324b", "a74c3dc6952c2596"]
+
+
+def test_existing_full_context_recipes_are_unchanged():
+    p = vlae.vlae_profile("preview")
+    configs = vlae.table_configs(p) + vlae.sweep_configs(p)
+    assert [config_hash(c) for c in configs] == PREVIEW_HASHES
+    for config in configs:
+        assert "context" not in config.to_dict()["model"] and type(config.model) is VLAEConfig
+    assert vlae_config("full") == VLAEConfig() and type(vlae_config("full")) is VLAEConfig
+    assert VLAEConfig().context == "full"
+    assert [f.name for f in dataclasses.fields(VLAEConfig)][-1] == "unconditional"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "preview", "paper"])
+def test_colour_configs_round_trip_through_their_recipes(profile):
+    full, gray = vlae.colour_configs(vlae.colour_profile(profile), seed=2)
+    assert type(full.model) is VLAEConfig and isinstance(gray.model, GrayContextVLAEConfig)
+    assert gray.model.context == "gray" and gray.to_dict()["model"]["kind"] == "vlae_gray"
+    assert "context" not in full.to_dict()["model"] and "context" not in gray.to_dict()["model"]
+    for config in (full, gray):
+        assert TrainConfig.from_dict(config.to_dict()) == config
+        assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict(), default=list))) == config
+        assert pickle.loads(pickle.dumps(config)) == config
+    assert config_hash(full) != config_hash(gray)
+    # Same recipe but for the model kind.
+    assert {**gray.to_dict()["model"], "kind": "vlae"} == full.to_dict()["model"]
+    assert full.dataset == "shapes3d" and full.dataset_kwargs == {"resolution": vlae.colour_profile(profile).resolution}
+
+
+def test_gray_context_rejects_what_it_cannot_be():
+    with pytest.raises(ValueError, match="in_channels=3"):
+        vlae_config("gray")                                          # 1 channel by default
+    with pytest.raises(ValueError, match="decoder='pixelcnn'"):
+        tiny_vlae_config(context="gray", decoder="factorized")
+    with pytest.raises(ValueError, match="unknown context"):
+        tiny_vlae_config(context="sepia")
+
+
+def test_gray_context_vlae_trains_through_the_training_loop(tmp_path):
+    config = vlae.colour_configs(vlae.colour_profile("smoke"))[1]
+    config = dataclasses.replace(config, steps=2, checkpoint_every=2)
+    run = train(config, tmp_path / "run", device="cpu", progress=False)
+    assert run["model"].pixelcnn.gray_input and len(run["history"]) >= 1
+    assert np.isfinite(run["history"][-1]["loss"])
+
+
+# --- the colour error ------------------------------------------------------------------------------
+
+def flat(rgb, size=4) -> torch.Tensor:
+    return torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, size, size).clone()
+
+
+def test_chroma_error_on_images_with_known_answers():
+    red, gray_same_luma, green = flat([1.0, 0.0, 0.0]), flat([0.299] * 3), flat([0.0, 1.0, 0.0])
+    # Red's chroma is (1 − 0.299, −0.299, −0.299); any gray image's is 0.
+    assert vlae.chroma_error(red, gray_same_luma).item() == pytest.approx((0.701 + 0.299 + 0.299) / 3, abs=1e-6)
+    assert vlae.chroma_error(red, red).item() == 0.0
+    # Red vs green: chroma (0.701, −0.299, −0.299) vs (−0.587, 0.413, −0.587).
+    assert vlae.chroma_error(red, green).item() == pytest.approx((1.288 + 0.712 + 0.288) / 3, abs=1e-6)
+    # Brightness alone is not colour: two grays differ in mean RGB but not in chroma.
+    dark, light = flat([0.2] * 3), flat([0.8] * 3)
+    assert vlae.chroma_error(dark, light).item() == pytest.approx(0.0, abs=1e-7)
+    assert vlae.mean_rgb_error(dark, light).item() == pytest.approx(0.6)
+    # Only the image's mean counts: moving the same pixels around changes nothing.
+    image = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    shuffled = image.flatten(2)[:, :, torch.randperm(16)].view(2, 3, 4, 4)
+    torch.testing.assert_close(vlae.chroma_error(image, shuffled), torch.zeros(2), atol=1e-6, rtol=0)
+    # Half the image recoloured from red to green: half the full error.
+    half = red.clone()
+    half[:, :, :2] = green[:, :, :2]
+    assert vlae.chroma_error(red, half).item() == pytest.approx((1.288 + 0.712 + 0.288) / 6, abs=1e-6)
+
+
+def test_colour_error_scores_the_models_own_decompressions():
+    torch.manual_seed(0)
+    model = VLAE(tiny_vlae_config(context="gray")).eval()
+    images = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    result = vlae.colour_error(model, images, num=2, seed=0, kl_samples=3)
+    outputs = result["decompressions"]
+    assert len(outputs) == 2 and outputs[0].shape == images.shape
+    expected = ((vlae.chroma_error(images, outputs[0]) + vlae.chroma_error(images, outputs[1])) / 2).numpy()
+    np.testing.assert_allclose(result["per_image_colour_error"], expected, rtol=1e-6)
+    assert result["per_image_kl"].shape == (5,)
+    assert result["colour_error"] == pytest.approx(expected.mean())
+    again = vlae.colour_error(model, images, num=2, seed=0, kl_samples=3)
+    np.testing.assert_array_equal(again["per_image_colour_error"], result["per_image_colour_error"])
+    table = vlae.colour_table({"full": result, "gray": again})
+    assert list(table.index) == [vlae.COLOUR_LABELS["full"], vlae.COLOUR_LABELS["gray"]]
+
+
+# --- the claim rule --------------------------------------------------------------------------------
+
+def result(colour, kl) -> dict:
+    colour, kl = np.asarray(colour, float), np.asarray(kl, float)
+    return {"per_image_colour_error": colour, "per_image_kl": kl, "colour_error": colour.mean(), "kl": kl.mean()}
+
+
+def test_colour_claim_on_constructed_numbers():
+    rng = np.random.default_rng(0)
+    n = 60
+    full = result(0.2 + 0.02 * rng.standard_normal(n), 10 + rng.standard_normal(n))
+    # Gray context: lower colour error and more KL on every image.
+    better = result(full["per_image_colour_error"] - 0.05, full["per_image_kl"] + 3)
+    claim = vlae.colour_claim(full, better)
+    assert claim.verdict == "reproduced"
+    assert claim.ours["images"] == n and claim.ours["p_colour"] < 1e-6 and claim.ours["p_kl"] < 1e-6
+    assert "Wilcoxon" in claim.rule
+    # Colour kept but no more nats in z: the second half of the claim fails.
+    same_kl = result(better["per_image_colour_error"], full["per_image_kl"] - 1)
+    assert vlae.colour_claim(full, same_kl).verdict == "not reproduced"
+    # Worse colours: not reproduced.
+    worse = result(full["per_image_colour_error"] + 0.05, full["per_image_kl"] + 3)
+    assert vlae.colour_claim(full, worse).verdict == "not reproduced"
+    # Identical models: medians of 0 are not the claimed ordering.
+    assert vlae.colour_claim(full, full).verdict == "not reproduced"
+
+
+def test_colour_verdict_is_inconclusive_when_the_ordering_is_not_significant():
+    # Median differences of the claimed sign but a few images only: p ≥ 0.01.
+    verdict, numbers = vlae.colour_verdict(np.array([-0.01, -0.02, 0.015, -0.005]), np.array([1.0, 2.0, -0.5, 0.5]))
+    assert verdict == "inconclusive"
+    assert numbers["median_colour_error_difference"] < 0 < numbers["median_kl_difference"]
+    assert numbers["p_colour"] >= vlae.COLOUR_ALPHA
+    # With a looser level the same numbers still do not pass the colour test (p = 0.3125 exactly here).
+    assert vlae.colour_verdict(np.array([-0.01, -0.02, 0.015, -0.005]), np.array([1.0, 2.0, -0.5, 0.5]),
+                               alpha=0.2)[0] == "inconclusive"
+
+
+def test_colour_claim_needs_the_same_images():
+    with pytest.raises(ValueError, match="same images"):
+        vlae.colour_claim(result([0.1, 0.2], [1, 2]), result([0.1, 0.2, 0.3], [1, 2, 3]))
