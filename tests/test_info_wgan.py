@@ -14,6 +14,7 @@ from torch import nn
 from dvae_core.evaluate import encode_means
 from dvae_core.models.info_wgan import InfoWGAN, InfoWGANConfig, gradient_penalty, info_nll
 from dvae_core.train import CHECKPOINT, TrainConfig, build_model, load_checkpoint, train
+from test_train import train_interrupted  # tests/ is on sys.path under pytest's default import mode
 
 torch.set_num_threads(1)
 
@@ -215,11 +216,7 @@ def test_trains_through_the_loop_and_resumes_deterministically(tmp_path):
     assert len(state["auxiliary_optimizer"]["state"]) == len(list(model.critic.parameters()))
 
     interrupted = tmp_path / "interrupted"
-    train(loop_config(steps=2), interrupted, device="cpu", progress=False)
-    state = torch.load(interrupted / CHECKPOINT, weights_only=True)
-    state["config"] = loop_config().to_dict()  # the prefix run is the full run stopped at step 2
-    torch.save(state, interrupted / CHECKPOINT)
-    resumed = train(loop_config(), interrupted, device="cpu", progress=False)
+    resumed = train_interrupted(loop_config(), 2, interrupted)
     assert torch.equal(flat(full["model"].parameters()), flat(resumed["model"].parameters()))  # critic included
     assert resumed["history"][-1]["wasserstein"] == full["history"][-1]["wasserstein"]
     assert load_checkpoint(interrupted / CHECKPOINT)["step"] == 4

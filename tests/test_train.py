@@ -1,6 +1,7 @@
 """The training loop: determinism, checkpoint round trip and resume, the NaN guard, the run store."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -31,15 +32,20 @@ def test_same_seed_same_model(tmp_path):
     assert not torch.equal(params(a["model"]), params(c["model"]))
 
 
+def train_interrupted(config: TrainConfig, prefix_steps: int, directory) -> dict:
+    """Train ``config`` as if the process died right after step ``prefix_steps``'s checkpoint, then run it
+    again: a ``prefix_steps``-step run whose checkpoint is relabelled as ``config``'s, resumed to the end."""
+    train(replace(config, steps=prefix_steps), directory, device="cpu", progress=False)
+    state = torch.load(directory / CHECKPOINT, weights_only=True)
+    state["config"] = config.to_dict()  # the prefix run is the full run stopped at step prefix_steps
+    torch.save(state, directory / CHECKPOINT)
+    return train(config, directory, device="cpu", progress=False)
+
+
 def test_resume_matches_uninterrupted_run(tmp_path):
     full = train(tiny_config(), tmp_path / "full", device="cpu", progress=False)
-    # "crash" after step 5's checkpoint: train a 5-step prefix with the same checkpoint, then resume
     interrupted = tmp_path / "interrupted"
-    train(tiny_config(steps=5), interrupted, device="cpu", progress=False)
-    state = torch.load(interrupted / CHECKPOINT, weights_only=True)
-    state["config"] = tiny_config().to_dict()  # the prefix run is the full run stopped at step 5
-    torch.save(state, interrupted / CHECKPOINT)
-    resumed = train(tiny_config(), interrupted, device="cpu", progress=False)
+    resumed = train_interrupted(tiny_config(), 5, interrupted)
     assert torch.equal(params(full["model"]), params(resumed["model"]))
     assert load_checkpoint(interrupted / CHECKPOINT)["step"] == 12
 

@@ -11,11 +11,11 @@ import torch
 from torch.autograd.functional import jacobian
 
 from dvae_core.experiments import vlae
-from dvae_core.models.pixelcnn import (LUMINANCE_WEIGHTS, PixelCNN, PixelCNNConfig, luminance,
-                                       receptive_field)
+from dvae_core.models.pixelcnn import LUMINANCE_WEIGHTS, PixelCNN, PixelCNNConfig, luminance
 from dvae_core.models.vlae import VLAE, GrayContextVLAEConfig, VLAEConfig, vlae_config
 from dvae_core.runs import config_hash
 from dvae_core.train import TrainConfig, train
+from test_vlae import analytic_dependencies  # tests/ is on sys.path under pytest's default import mode
 
 WEIGHTS = torch.tensor(LUMINANCE_WEIGHTS)
 
@@ -40,16 +40,6 @@ def rgb_jacobian(function, shape, seed=1) -> torch.Tensor:
     x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
     jac = jacobian(function, x)                                    # (1, 3, H, W, 1, 3, H, W)
     return jac.reshape(3, height * width, 3, height * width)
-
-
-def analytic_dependencies(config: PixelCNNConfig, shape) -> torch.Tensor:
-    height, width = shape
-    expected = torch.zeros(height * width, height * width, dtype=torch.bool)
-    for row in range(height):
-        for col in range(width):
-            for r, c in receptive_field(config, (row, col), shape):
-                expected[row * width + col, r * width + c] = True
-    return expected
 
 
 def assert_luminance_only(jac: torch.Tensor, config: PixelCNNConfig, shape) -> None:

@@ -31,6 +31,7 @@ from dvae_core.claims import Claim, compare_groups, compare_groups_rule, curve_v
 from dvae_core.evaluate import evaluate_elbo, mean_encoder
 from dvae_core.metrics import factor_vae_score, gaussian_total_correlation, mig, sample_codes
 from dvae_core.models import FactorVAEConfig, VAEConfig
+from dvae_core.models.factor_vae import permute_dims
 from dvae_core.models.info_wgan import InfoWGANConfig
 from dvae_core.models.vae import gaussian_kl
 from dvae_core.profiles import select
@@ -135,13 +136,9 @@ def gan_configs(p: TradeoffProfile, dataset: str = "dsprites") -> list[TrainConf
 def evaluate_gan_run(run: dict, dataset, p: TradeoffProfile) -> dict:
     """The FactorVAE metric and MIG of a GAN's code predictor Q (the GAN has no reconstruction to score)."""
     config: TrainConfig = run["config"]
-    rng = np.random.default_rng(20_000 + config.seed)
-    encode = mean_encoder(run["model"])
-    score = factor_vae_score(dataset, encode, rng, num_train=p.metric_train, num_eval=p.metric_eval,
-                             num_variance_estimate=p.metric_variance)
-    codes, factors = sample_codes(dataset, encode, p.mig_samples, rng)
+    score, mig_scores = disentanglement(run["model"], dataset, p, np.random.default_rng(20_000 + config.seed))
     return {"model": INFO_WGAN, "seed": config.seed, "factor_score": score["eval_accuracy"],
-            "mig": mig(codes, factors)["score"], "train_images_per_s": throughput(run["history"])}
+            "mig": mig_scores["score"], "train_images_per_s": throughput(run["history"])}
 
 
 def trajectory_configs(p: TradeoffProfile, dataset: str = "dsprites") -> list[TrainConfig]:
@@ -188,7 +185,8 @@ def discriminator_tc(model, mean: torch.Tensor, logvar: torch.Tensor, generator:
 def permute_posteriors(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator):
     """Each dimension's (μ_j, log σ²_j) pairs shuffled across data points, independently per dimension:
     an aggregate posterior with the same marginals and (as N → ∞) no total correlation."""
-    order = torch.argsort(torch.rand(mean.shape, generator=generator), dim=0)
+    rows = torch.arange(len(mean)).unsqueeze(1).expand(mean.shape)
+    order = permute_dims(rows, generator)  # Algorithm 1 on row indices, so each μ_j keeps its log σ²_j
     return torch.gather(mean, 0, order), torch.gather(logvar, 0, order)
 
 
@@ -211,16 +209,22 @@ def total_correlations(model, dataset, p: TradeoffProfile, rng: np.random.Genera
     return out
 
 
+def disentanglement(model, dataset, p: TradeoffProfile, rng: np.random.Generator) -> tuple[dict, dict]:
+    """The FactorVAE metric and MIG of ``model``'s posterior means (or a GAN's code predictor), in that order
+    on ``rng``: the full scores of :func:`factor_vae_score` and :func:`mig`."""
+    encode = mean_encoder(model)
+    score = factor_vae_score(dataset, encode, rng, num_train=p.metric_train, num_eval=p.metric_eval,
+                             num_variance_estimate=p.metric_variance)
+    codes, factors = sample_codes(dataset, encode, p.mig_samples, rng)
+    return score, mig(codes, factors)
+
+
 def evaluate_run(run: dict, dataset, p: TradeoffProfile) -> dict:
     """Reconstruction, FactorVAE metric, MIG and both TCs of one trained run (independent evaluation draws)."""
     config: TrainConfig = run["config"]
     model = run["model"]
     rng = np.random.default_rng(20_000 + config.seed)
-    encode = mean_encoder(model)
-    score = factor_vae_score(dataset, encode, rng, num_train=p.metric_train, num_eval=p.metric_eval,
-                             num_variance_estimate=p.metric_variance)
-    codes, factors = sample_codes(dataset, encode, p.mig_samples, rng)
-    mig_scores = mig(codes, factors)
+    score, mig_scores = disentanglement(model, dataset, p, rng)
     elbo = evaluate_elbo(model, dataset, p.eval_samples, rng)
     return {"model": model_name(config), "setting": setting(config), "label": setting_label(config),
             "seed": config.seed, "recon_nll": elbo["recon_nll"], "kl": elbo["kl"],

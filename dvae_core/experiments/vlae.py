@@ -58,7 +58,8 @@ PAPER_NLL = {
 
 
 @dataclass(frozen=True)
-class VLAEProfile:
+class VLAENetwork:
+    """The sizes and optimiser settings every VLAE profile of the chapter sets."""
     latent_dim: int
     encoder_channels: int
     decoder_channels: int
@@ -70,6 +71,17 @@ class VLAEProfile:
     batch_size: int
     steps: int
     lr: float
+
+    def network_fields(self) -> dict:
+        """The profile's widths as :class:`VLAEConfig` fields (the rest of the recipe is the caller's)."""
+        return {"latent_dim": self.latent_dim, "encoder_channels": self.encoder_channels,
+                "decoder_channels": self.decoder_channels, "hidden": self.hidden,
+                "pixelcnn_layers": self.pixelcnn_layers, "pixelcnn_channels": self.pixelcnn_channels,
+                "flow_steps": self.flow_steps, "flow_hidden": self.flow_hidden}
+
+
+@dataclass(frozen=True)
+class VLAEProfile(VLAENetwork):
     nll_images: int             # test images the NLL is estimated on
     nll_k: int                  # importance samples per image
     windows: tuple[tuple[int, int], ...]   # the receptive-field sweep (the paper's A×B windows)
@@ -118,10 +130,7 @@ def data(p: VLAEProfile, root: str | None = None) -> tuple[ImageSet, ImageSet]:
 
 
 def model_config(p: VLAEProfile, model: str, window: tuple[int, int] = ()) -> VLAEConfig:
-    return VLAEConfig(latent_dim=p.latent_dim, encoder_channels=p.encoder_channels,
-                      decoder_channels=p.decoder_channels, hidden=p.hidden, pixelcnn_layers=p.pixelcnn_layers,
-                      pixelcnn_channels=p.pixelcnn_channels, pixelcnn_window=tuple(window), flow_steps=p.flow_steps,
-                      flow_hidden=p.flow_hidden, **MODELS[model])
+    return VLAEConfig(**p.network_fields(), pixelcnn_window=tuple(window), **MODELS[model])
 
 
 def run_config(p: VLAEProfile, model: str, seed: int = 0, window: tuple[int, int] = (),
@@ -173,12 +182,7 @@ def mean_kl(model, images: torch.Tensor, samples: int = 8, batch_size: int = 250
     """E_x E_q[log q(z|x) − log p(z)] in nats: the information the code carries (0 without a latent)."""
     if model.config.unconditional:
         return 0.0
-    device = next(model.parameters()).device
-    total = 0.0
-    for start in range(0, len(images), batch_size):
-        z, log_q = model.sample_posterior_with_log_q(images[start:start + batch_size].to(device), k=samples)
-        total += (log_q - model.log_prior(z)).sum().item()
-    return total / (samples * len(images))
+    return float(per_image_kl(model, images, samples, batch_size).mean())
 
 
 def nll_table(rows: list[dict]) -> pd.DataFrame:
@@ -310,19 +314,8 @@ COLOUR_ALPHA = 0.01
 
 
 @dataclass(frozen=True)
-class ColourProfile:
+class ColourProfile(VLAENetwork):
     resolution: int
-    latent_dim: int
-    encoder_channels: int
-    decoder_channels: int
-    hidden: int
-    pixelcnn_layers: int
-    pixelcnn_channels: int
-    flow_steps: int
-    flow_hidden: int
-    batch_size: int
-    steps: int
-    lr: float
     test_images: int            # the paired comparison's images
     num_decompressions: int     # decompressions per test image (colour error averaged over them)
     kl_samples: int             # posterior samples per image of the KL estimate
@@ -361,11 +354,8 @@ def colour_model_config(p: ColourProfile, context: str) -> VLAEConfig:
     """The VLAE (PixelCNN decoder, AF prior, Gaussian posterior) on RGB images with ``context`` "full" or "gray"."""
     if context not in COLOUR_CONTEXTS:
         raise ValueError(f"unknown context {context!r}: choose one of {COLOUR_CONTEXTS}")
-    return vlae_config(context, latent_dim=p.latent_dim, in_channels=3, resolution=p.resolution,
-                       encoder_channels=p.encoder_channels, decoder_channels=p.decoder_channels, hidden=p.hidden,
-                       pixelcnn_layers=p.pixelcnn_layers, pixelcnn_channels=p.pixelcnn_channels,
-                       pixelcnn_window=tuple(p.pixelcnn_window), flow_steps=p.flow_steps, flow_hidden=p.flow_hidden,
-                       decoder="pixelcnn", prior="af", posterior="gaussian")
+    return vlae_config(context, **p.network_fields(), in_channels=3, resolution=p.resolution,
+                       pixelcnn_window=tuple(p.pixelcnn_window), decoder="pixelcnn", prior="af", posterior="gaussian")
 
 
 def colour_configs(p: ColourProfile, seed: int = 0) -> list[TrainConfig]:
