@@ -42,7 +42,11 @@ VERDICT_BADGE = {"reproduced": "bdg-success", "not reproduced": "bdg-danger", "i
 
 
 def find_notebooks(only: str | None = None) -> list[Path]:
-    notebooks = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+    """The notebooks to run, in book order (then any outside the TOC, by name): a notebook that reuses
+    another's runs (the explorer, the geometry) comes after it, so each run is trained, and timed, in
+    the notebook that owns it."""
+    in_book = book_notebooks(TOC_FILE)
+    notebooks = in_book + sorted(set(NOTEBOOKS_DIR.glob("*.ipynb")) - set(in_book))
     if only:
         notebooks = [nb for nb in notebooks if fnmatch.fnmatch(nb.stem, only) or fnmatch.fnmatch(nb.name, only)]
         if not notebooks:
@@ -161,6 +165,16 @@ def timings_markdown(results_dir: Path = RESULTS_DIR) -> str:
         cells = [f"{measured[p][name] / 60:.1f} min" if name in measured[p] else "not measured" for p in PROFILES]
         label = f"[{name}](../notebooks/{name}.ipynb)" if name in in_book else f"`{name}` (not in the book yet)"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    totals = []
+    for p in PROFILES:
+        times = [measured[p][name] for name in in_book if name in measured[p]]
+        if not times:
+            totals.append("not measured")
+        elif len(times) < len(in_book):
+            totals.append(f"{sum(times) / 60:.1f} min ({len(times)} of {len(in_book)} notebooks)")
+        else:
+            totals.append(f"**{sum(times) / 60:.1f} min**")
+    lines.append("| **the whole book** | " + " | ".join(totals) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -645,6 +645,7 @@ def test_gallery_and_timings_markdown(tmp_path, monkeypatch):
     table = reproduce.timings_markdown(tmp_path)
     assert "| [nb_a](../notebooks/nb_a.ipynb) | 0.2 min | 10.0 min | not measured |" in table
     assert "| `nb_b` (not in the book yet) | 0.1 min | 5.0 min | not measured |" in table
+    assert table.rstrip().endswith("| **the whole book** | **0.2 min** | **10.0 min** | not measured |")
     png = reproduce.REPO_ROOT / "book" / "x.png"
     md = reproduce.gallery_markdown([
         {"name": "fig-a", "caption": "A  caption", "notebook": "nb_a", "title": "NB A", "png": png, "referenceable": True},

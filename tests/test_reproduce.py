@@ -56,6 +56,20 @@ def test_unknown_notebook_is_a_clear_error():
         reproduce.main(["--profile", "smoke", "--only", "nope"])
 
 
+def test_notebooks_run_in_book_order_so_reused_runs_are_trained_by_their_owner(tmp_path, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in ("a_explorer", "b_owner", "z_extra"):
+        (notebooks / f"{name}.ipynb").write_text("{}")
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("root: intro\nchapters:\n  - file: notebooks/b_owner\n  - file: notebooks/a_explorer\n")
+    monkeypatch.setattr(reproduce, "NOTEBOOKS_DIR", notebooks)
+    monkeypatch.setattr(reproduce, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "TOC_FILE", toc)
+    assert [p.stem for p in reproduce.find_notebooks()] == ["b_owner", "a_explorer", "z_extra"]
+    assert [p.stem for p in reproduce.find_notebooks("*_e*")] == ["a_explorer", "z_extra"]
+
+
 def test_scorecard_markdown_colours_and_links():
     claims = [{"id": "a", "claim": "SB | wins", "paper_value": "SB > DeConv", "ours": {"sb": 0.2, "p_value": 0.01},
                "verdict": "reproduced", "notebook": "nb1"},

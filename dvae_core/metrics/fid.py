@@ -214,6 +214,10 @@ class DomainClassifierConfig:
     textures apart, which is what an FID on this domain needs. With them, 10,000 test images
     against 10,000 training images score ≈ 0.6 (the real-vs-real floor; ≈ 4 at 2,000 a side)
     and against uniform noise ≈ 900.
+
+    ``in_channels`` and ``size`` set the input, (n, in_channels, size, size); ``size`` must be a
+    multiple of 4. At their defaults (1, 28: grey 28×28) they are left out of the recipe, so the
+    Fashion-MNIST classifier's cache key is what it was before they existed. CIFAR-10 uses (3, 32).
     """
 
     epochs: int = 4
@@ -223,10 +227,34 @@ class DomainClassifierConfig:
     feature_dim: int = 128   # penultimate layer: the FID features
     num_classes: int = 10
     seed: int = 0
+    in_channels: int = 1     # 1 (grey) or 3 (RGB)
+    size: int = 28           # image height = width
+
+    def __post_init__(self):
+        if self.in_channels < 1 or self.size < 4 or self.size % 4:
+            raise ValueError(f"the domain classifier needs in_channels >= 1 and a size that is a multiple of 4, "
+                             f"got in_channels={self.in_channels}, size={self.size}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, self.size, self.size)
+
+    def recipe(self) -> str:
+        """The canonical JSON the cache key and the cached file's check use; the input fields appear only
+        when they differ from their defaults, so grey 28×28 recipes hash as they always did."""
+        d = asdict(self)
+        for key, default in _INPUT_DEFAULTS.items():
+            if d[key] == default:
+                del d[key]
+        return canonical_json(d)
+
+
+_INPUT_DEFAULTS = {"in_channels": 1, "size": 28}
 
 
 class DomainClassifier(nn.Module):
-    """A small CNN classifier for (n, 1, 28, 28) grey images whose penultimate layer is a feature map.
+    """A small CNN classifier for (n, 1, 28, 28) grey images (or ``config.input_shape``) whose penultimate
+    layer is a feature map.
 
     conv 4×4 stride 2 (``width``) → ReLU → conv 4×4 stride 2 (2·``width``) → ReLU → linear
     (``feature_dim``) → ReLU → linear (``num_classes``). Strided convolutions instead of
@@ -241,11 +269,11 @@ class DomainClassifier(nn.Module):
     def __init__(self, config: DomainClassifierConfig = DomainClassifierConfig()) -> None:
         super().__init__()
         self.config = config
-        width = config.width
+        width, side = config.width, config.size // 4
         self.body = nn.Sequential(
-            nn.Conv2d(1, width, 4, stride=2, padding=1), nn.ReLU(),           # 28 → 14
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.ReLU(),   # 14 → 7
-            nn.Flatten(), nn.Linear(2 * width * 7 * 7, config.feature_dim),
+            nn.Conv2d(config.in_channels, width, 4, stride=2, padding=1), nn.ReLU(),  # 28 → 14 (32 → 16)
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.ReLU(),           # 14 → 7 (16 → 8)
+            nn.Flatten(), nn.Linear(2 * width * side * side, config.feature_dim),
         )
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(config.feature_dim, config.num_classes))
 
@@ -254,9 +282,12 @@ class DomainClassifier(nn.Module):
         return self.head(self.body(images))
 
     def features(self, images: torch.Tensor) -> np.ndarray:
-        """Penultimate-layer features (n, feature_dim) float64 of images (n, 1, 28, 28) in [0, 1]."""
-        if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28):
-            raise ValueError(f"the domain classifier takes (n, 1, 28, 28) grey images, got {tuple(images.shape)}")
+        """Penultimate-layer features (n, feature_dim) float64 of images (n, 1, 28, 28) — or
+        (n, *config.input_shape) — in [0, 1]."""
+        shape = self.config.input_shape
+        if images.ndim != 4 or tuple(images.shape[1:]) != shape:
+            raise ValueError(f"the domain classifier takes (n, {', '.join(map(str, shape))}) images, "
+                             f"got {tuple(images.shape)}")
         device = next(self.parameters()).device
         with torch.inference_mode():
             return self.body(images.to(device, torch.float32)).double().cpu().numpy()
@@ -269,7 +300,8 @@ def train_domain_classifier(images: np.ndarray | torch.Tensor, labels: np.ndarra
     """Train a :class:`DomainClassifier` (Adam, cross-entropy), or load it if trained before.
 
     ``images`` are uint8 (n, 28, 28) as :func:`~dvae_core.data.files.load_mnist_like` returns
-    them, or floats (n, 1, 28, 28) in [0, 1]; labels are ints in [0, num_classes).
+    them, or floats (n, 1, 28, 28) in [0, 1]; labels are ints in [0, num_classes). With another
+    ``config.input_shape`` (e.g. (3, 32, 32) for CIFAR-10) they are uint8 or float (n, *input_shape).
 
     Deterministic: the initialisation and the minibatch order come from ``config.seed`` (the
     caller's global torch RNG is left untouched), so a rerun on the same device and number of
@@ -287,11 +319,12 @@ def train_domain_classifier(images: np.ndarray | torch.Tensor, labels: np.ndarra
     Returns a dict: ``model`` (eval mode, on ``device``), ``test_accuracy``, ``train_seconds``
     (of the original training), ``path`` and ``from_cache``.
     """
-    images, test_images = _as_grey_images(images, "images"), _as_grey_images(test_images, "test_images")
+    images = _as_input_images(images, "images", config.input_shape)
+    test_images = _as_input_images(test_images, "test_images", config.input_shape)
     labels = _as_labels(labels, images.shape[0], config.num_classes, "labels")
     test_labels = _as_labels(test_labels, test_images.shape[0], config.num_classes, "test_labels")
     device = resolve_device(device)
-    recipe = canonical_json(asdict(config))
+    recipe = config.recipe()
     fingerprint = hashlib.sha256(recipe.encode())
     for array in (images, labels, test_images, test_labels):
         fingerprint.update(array.numpy())
@@ -352,15 +385,17 @@ def _load_classifier_state(path: Path, recipe: str) -> dict[str, Any]:
     return state
 
 
-def _as_grey_images(images: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
+def _as_input_images(images: np.ndarray | torch.Tensor, name: str,
+                     shape: tuple[int, int, int] = (1, 28, 28)) -> torch.Tensor:
     tensor = torch.as_tensor(images)
     if tensor.dtype == torch.uint8:
         tensor = tensor.float().div(255.0)
-    if tensor.ndim == 3:
+    if tensor.ndim == 3 and shape[0] == 1:
         tensor = tensor[:, None]
-    if tensor.ndim != 4 or tuple(tensor.shape[1:]) != (1, 28, 28) or not tensor.is_floating_point():
-        raise ValueError(f"{name} must be uint8 (n, 28, 28) or float (n, 1, 28, 28), "
-                         f"got {tensor.dtype} {tuple(tensor.shape)}")
+    if tensor.ndim != 4 or tuple(tensor.shape[1:]) != shape or not tensor.is_floating_point():
+        c, h, w = shape
+        expected = f"uint8 ({'n, ' if c == 1 else f'n, {c}, '}{h}, {w}) or float (n, {c}, {h}, {w})"
+        raise ValueError(f"{name} must be {expected}, got {tensor.dtype} {tuple(tensor.shape)}")
     _check_images(tensor, name)
     return tensor.to(torch.float32).contiguous()
 

@@ -30,7 +30,17 @@ Architecture (the paper's Appendix, MNIST): images zero-padded to 32×32 and sca
 encoder of 4 convolutions (4×4, stride 2, C·{1, 2, 4, 8} channels, batch norm, ReLU) and a
 dense layer to z; decoder of a dense layer to an 8×8×8C map, two stride-2 transposed
 convolutions (4C, 2C, batch norm, ReLU) and a last transposed convolution to the image with a
-sigmoid. C = 128 in the paper; the ``preview`` profile shrinks C, never the idea.
+sigmoid. C = 128 in the paper; the ``preview`` profile shrinks C, never the idea. CIFAR-10 (3×32×32)
+uses the same 32×32 networks with 3 channels (the released code builds its CIFAR models with the MNIST
+function).
+
+CelebA at 64×64 (``resolution=64``) follows the authors' released CelebA code
+(``models/rae/rae_celeba.py`` of ParthaEth/Regularized_autoencoders-RAE-): 5×5 kernels throughout; an
+encoder of 4 stride-2 convolutions (C, 2C, 4C, 8C; 64 → 4) and a dense layer to z; a decoder of a dense
+layer to 8×8×8C, three stride-2 transposed convolutions (4C, 2C, C; 8 → 64, batch norm, ReLU) and a
+stride-1 transposed convolution to the image with a sigmoid. That code feeds CelebA pixels to the encoder
+unscaled; we keep the family's [−1, 1] scaling, which the first batch norm cancels. The kernel size and
+widths at 64×64 come from that code, not from a quoted line of the paper.
 """
 
 from __future__ import annotations
@@ -53,6 +63,13 @@ DETERMINISTIC = ("ae", "rae", "rae_l2", "rae_gp", "rae_sn", "wae")
 WAE_RECON_SCALE = 0.05
 #: Kernel scales of the IMQ-kernel MMD, multiples of 2·d·σ²_p (Tolstikhin et al.'s released code).
 IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+#: Image sizes the networks take: 32 (MNIST padded, CIFAR-10; 4×4 kernels) and 64 (CelebA; 5×5 kernels).
+RESOLUTIONS = (32, 64)
+
+
+def _kernel(config: "RAEConfig") -> tuple[int, int]:
+    """(kernel size, padding) of the stride-2 layers: 4×4 at 32×32, 5×5 'same' at 64×64 (the released code)."""
+    return (4, 1) if config.resolution == 32 else (5, 2)
 
 
 @dataclass(frozen=True)
@@ -63,7 +80,7 @@ class RAEConfig:
     variant: str = "rae"            # one of VARIANTS
     latent_dim: int = 16
     in_channels: int = 1
-    resolution: int = 32            # 28×28 images are zero-padded to 32×32 (the authors' MNIST loader)
+    resolution: int = 32            # 32 (28×28 images zero-padded, the authors' MNIST loader; CIFAR-10) or 64 (CelebA)
     channels: int = 128             # C: the encoder has C, 2C, 4C, 8C channels
     batch_norm: bool = True
     reg_weight: float = 0.0         # λ of RAE-L2 / RAE-GP
@@ -72,8 +89,11 @@ class RAEConfig:
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown RAE-chapter model {self.variant!r}: choose one of {VARIANTS}")
-        if self.resolution != 32:
-            raise ValueError(f"the RAE networks take 32×32 images (pad 28×28 ones), got resolution {self.resolution}")
+        if self.resolution not in RESOLUTIONS:
+            raise ValueError(f"the RAE networks take 32×32 images (MNIST padded from 28×28, CIFAR-10) or 64×64 "
+                             f"(CelebA), got resolution {self.resolution}")
+        if self.in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
 
 
 def _norm(channels: int, batch_norm: bool) -> nn.Module:
@@ -81,24 +101,27 @@ def _norm(channels: int, batch_norm: bool) -> nn.Module:
 
 
 class RAEEncoder(nn.Module):
-    """x (n, C, 32, 32) in [0, 1] → (n, out_dim): z for deterministic models, (μ, log σ²) for the VAE."""
+    """x (n, C, R, R) in [0, 1], R = 32 or 64 → (n, out_dim): z for deterministic models, (μ, log σ²) for the
+    VAE."""
 
     def __init__(self, config: RAEConfig, out_dim: int):
         super().__init__()
         c, layers, width = config.channels, [], config.in_channels
+        kernel, padding = _kernel(config)
         for multiple in (1, 2, 4, 8):
-            layers += [nn.Conv2d(width, c * multiple, 4, stride=2, padding=1), _norm(c * multiple, config.batch_norm),
-                       nn.ReLU()]
+            layers += [nn.Conv2d(width, c * multiple, kernel, stride=2, padding=padding),
+                       _norm(c * multiple, config.batch_norm), nn.ReLU()]
             width = c * multiple
-        self.convs = nn.Sequential(*layers)  # 32 → 16 → 8 → 4 → 2
-        self.dense = nn.Linear(width * 2 * 2, out_dim)
+        self.convs = nn.Sequential(*layers)  # 32 → 16 → 8 → 4 → 2, or 64 → 32 → 16 → 8 → 4
+        side = config.resolution // 16
+        self.dense = nn.Linear(width * side * side, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dense(self.convs(2.0 * x - 1.0).flatten(1))
 
 
 class RAEDecoder(nn.Module):
-    """z (n, d) → mean image (n, C, 32, 32) in [0, 1]. ``spectral`` wraps every layer in spectral norm."""
+    """z (n, d) → mean image (n, C, R, R) in [0, 1]. ``spectral`` wraps every layer in spectral norm."""
 
     def __init__(self, config: RAEConfig, spectral: bool = False):
         super().__init__()
@@ -106,16 +129,26 @@ class RAEDecoder(nn.Module):
         wrap = spectral_norm if spectral else (lambda layer: layer)
         self.dense = wrap(nn.Linear(config.latent_dim, 8 * 8 * 8 * c))
         self.base_channels = 8 * c
-        self.deconvs = nn.ModuleList([wrap(nn.ConvTranspose2d(8 * c, 4 * c, 4, stride=2, padding=1)),
-                                      wrap(nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1))])
-        self.norms = nn.ModuleList([_norm(4 * c, config.batch_norm), _norm(2 * c, config.batch_norm)])
-        # the authors use a 4×4 "same" transposed conv here, which needs asymmetric padding; 3×3 keeps 32×32
-        self.to_image = wrap(nn.ConvTranspose2d(2 * c, config.in_channels, 3, stride=1, padding=1))
+        if config.resolution == 32:
+            # 8 → 16 → 32 (layers built in this order: the 32×32 networks' initialisation must not move)
+            widths = (8 * c, 4 * c, 2 * c)
+            self.deconvs = nn.ModuleList([wrap(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
+                                          for a, b in zip(widths, widths[1:])])
+            self.norms = nn.ModuleList([_norm(b, config.batch_norm) for b in widths[1:]])
+            # the authors use a 4×4 "same" transposed conv here, which needs asymmetric padding; 3×3 keeps 32×32
+            self.to_image = wrap(nn.ConvTranspose2d(2 * c, config.in_channels, 3, stride=1, padding=1))
+        else:
+            # 8 → 16 → 32 → 64 with 5×5 "same" transposed convs (output_padding makes each exactly 2×)
+            widths = (8 * c, 4 * c, 2 * c, c)
+            self.deconvs = nn.ModuleList([wrap(nn.ConvTranspose2d(a, b, 5, stride=2, padding=2, output_padding=1))
+                                          for a, b in zip(widths, widths[1:])])
+            self.norms = nn.ModuleList([_norm(b, config.batch_norm) for b in widths[1:]])
+            self.to_image = wrap(nn.ConvTranspose2d(c, config.in_channels, 5, stride=1, padding=2))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.dense(z).view(len(z), self.base_channels, 8, 8)
         for deconv, norm in zip(self.deconvs, self.norms):
-            h = F.relu(norm(deconv(h)))  # 8 → 16 → 32
+            h = F.relu(norm(deconv(h)))  # 8 → 16 → 32 (→ 64)
         return torch.sigmoid(self.to_image(h))
 
     def kernels(self) -> list[torch.Tensor]:
