@@ -15,17 +15,9 @@ from dvae_core.models.pixelcnn import LUMINANCE_WEIGHTS, PixelCNN, PixelCNNConfi
 from dvae_core.models.vlae import VLAE, GrayContextVLAEConfig, VLAEConfig, vlae_config
 from dvae_core.runs import config_hash
 from dvae_core.train import TrainConfig, train
-from test_vlae import analytic_dependencies  # tests/ is on sys.path under pytest's default import mode
+from test_vlae import analytic_dependencies, one_thread  # noqa: F401 (one_thread: the same autouse fixture)
 
 WEIGHTS = torch.tensor(LUMINANCE_WEIGHTS)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_vlae_config(context: str = "full", **overrides) -> VLAEConfig:

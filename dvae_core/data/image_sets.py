@@ -164,6 +164,7 @@ def caltech_silhouettes(split: str = "train", path: str | os.PathLike | None = N
 
 
 CIFAR10_RECORD = 1 + 3 * 32 * 32
+CIFAR10_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)}
 
 
 def cifar10(split: str = "train", root: str | os.PathLike | None = None, limit: int | None = None) -> ImageSet:
@@ -173,9 +174,8 @@ def cifar10(split: str = "train", root: str | os.PathLike | None = None, limit: 
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = root if root is not None else default_data_path("cifar-10-batches-bin")
-    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
     records = []
-    for name in names:
+    for name in CIFAR10_FILES[split]:
         path = _require(os.path.join(root, name), f"CIFAR-10 {name}", "the CIFAR-10 binary version (Krizhevsky 2009)")
         raw = np.fromfile(path, dtype=np.uint8)
         if raw.size % CIFAR10_RECORD:

@@ -106,7 +106,6 @@ DATASETS = {
 COLOUR_DATASETS = ("cifar10", "celeba")
 #: Where each colour dataset's files live under the data folder ($DVAE_DATA_DIR, default ./data).
 COLOUR_DIRS = {"cifar10": "cifar-10-batches-bin", "celeba": "celeba"}
-CIFAR10_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 
@@ -461,12 +460,12 @@ def real_data_fid(features, train: ImageSet, test_stats, p: RAEProfile, seed: in
 def data_root(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
     """The folder a colour dataset's loader reads: ``<data_dir>/cifar-10-batches-bin`` or ``<data_dir>/celeba``,
     ``data_dir`` defaulting to ``$DVAE_DATA_DIR`` (default ./data)."""
-    from dvae_core.data.files import DATA_DIR_ENV
+    from dvae_core.data.files import default_data_path
 
     if dataset not in COLOUR_DIRS:
         raise ValueError(f"{dataset!r} is not a colour dataset of Table 1: choose one of {COLOUR_DATASETS}")
-    base = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV, "data")
-    return Path(base) / COLOUR_DIRS[dataset]
+    folder = COLOUR_DIRS[dataset]
+    return Path(data_dir) / folder if data_dir is not None else default_data_path(folder)
 
 
 def colour_data_status(data_dir: str | os.PathLike | None = None,
@@ -474,14 +473,15 @@ def colour_data_status(data_dir: str | os.PathLike | None = None,
     """Per colour dataset: None when its Table 1 columns can run here, else one line saying what is absent
     and where it goes. Only checks that the files exist (nothing is read or downloaded)."""
     from dvae_core.data.files import default_data_path
-    from dvae_core.data.image_sets import CELEBA_IMAGES, CELEBA_PARTITION, CELEBA_URL, _celeba_root
+    from dvae_core.data.image_sets import CELEBA_IMAGES, CELEBA_PARTITION, CELEBA_URL, CIFAR10_FILES, _celeba_root
     from dvae_core.metrics.fid import INCEPTION_FILENAME, INCEPTION_URL
 
     status: dict[str, str | None] = {}
     cifar = data_root("cifar10", data_dir)
-    missing = [name for name in CIFAR10_FILES if not (cifar / name).is_file()]
+    files = CIFAR10_FILES["train"] + CIFAR10_FILES["test"]
+    missing = [name for name in files if not (cifar / name).is_file()]
     status["cifar10"] = None if not missing else (
-        f"CIFAR-10: absent ({len(missing)} of {len(CIFAR10_FILES)} files missing) — put the binary version's "
+        f"CIFAR-10: absent ({len(missing)} of {len(files)} files missing) — put the binary version's "
         f"data_batch_1.bin … data_batch_5.bin and test_batch.bin (cifar-10-binary.tar.gz, {CIFAR10_URL}) in {cifar}/")
     celeba = Path(_celeba_root(data_root("celeba", data_dir)))
     inception = Path(inception_path) if inception_path is not None else default_data_path(INCEPTION_FILENAME)
