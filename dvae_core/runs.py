@@ -107,10 +107,12 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
 
 def get_or_train_all(configs: Iterable[TrainConfig], store: Path | None = None, device: str = "auto",
                      progress: bool | None = None, *, jobs: int | None = None,
-                     executor: Any = None) -> list[dict[str, Any]]:
+                     executor: Any = None, evaluate: Any = None) -> list[dict[str, Any]]:
     """``get_or_train`` for every config, in order, through :func:`dvae_core.sweep.run_sweep`: in this
     process by default, or ``jobs`` local processes, or any ``concurrent.futures`` executor (a Dask
-    cluster's); ``$DVAE_JOBS`` / ``$DVAE_SCHEDULER`` set the default. See ``dvae_core.sweep``."""
+    cluster's); ``$DVAE_JOBS`` / ``$DVAE_SCHEDULER`` set the default. ``evaluate(run)`` scores each run
+    where it trained (``result["evaluation"]``). See ``dvae_core.sweep``."""
     from dvae_core.sweep import run_sweep  # sweep imports this module
 
-    return run_sweep(configs, executor=executor, jobs=jobs, store=store, device=device, progress=progress)
+    return run_sweep(configs, executor=executor, jobs=jobs, store=store, device=device, progress=progress,
+                     evaluate=evaluate)

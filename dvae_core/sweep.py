@@ -28,6 +28,17 @@ once (the store's per-run file lock also serialises two sweeps that ask for the 
 that fails does not stop the others: when all are done, :class:`SweepError` names every failed run
 by its hash (``runs/<hash>/``) and carries the first failure's message and traceback.
 
+Evaluating where the run trains
+-------------------------------
+Scoring a trained run (metrics on fresh draws, FIDs of decoded samples) can cost a good share of
+its training time, and a notebook that scores its runs one after another in its own process leaves
+the other workers idle. ``run_sweep(configs, evaluate=fn)`` calls ``fn(run)`` on the worker, right
+after the run trains (or, for a run the store already has, after loading it), so scoring overlaps
+the other runs' training; each result then carries ``result["evaluation"]``. ``fn`` must be
+picklable (a module-level function, or a ``functools.partial`` of one over picklable arguments)
+and should seed its own randomness from the run's config, so the evaluation does not depend on
+where it ran. ``run["store"]`` tells it where the run store is (e.g. to load snapshots).
+
 Where a run trains does not change it: a worker's model is bit-identical to one trained in this
 process with the same torch thread count (the data stream and initialisation depend only on the
 seed). From a shell, ``python -m dvae_core.cli GRID.json --jobs N`` (or ``--scheduler ADDRESS``)
@@ -66,7 +77,7 @@ import multiprocessing
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -114,15 +125,20 @@ def _init_worker(threads: int) -> None:
 
 
 def _train_one(config: TrainConfig, store: str, device: str, progress: bool | None,
-               threads: int | None = None) -> dict[str, Any]:
-    """Runs on a worker: train (or reuse) one run into the shared store; returns a small summary,
-    never the model (the parent loads that from the store)."""
+               threads: int | None = None, evaluate: Callable[[dict], Any] | None = None) -> dict[str, Any]:
+    """Runs on a worker: train (or reuse) one run into the shared store, and evaluate it if asked;
+    returns a small summary and the evaluation, never the model (the parent loads that from the store)."""
     if threads is not None:
         _init_worker(threads)
     start = time.perf_counter()
     result = runs.get_or_train(config, Path(store), device=device, progress=progress)
-    return {"hash": runs.config_hash(config), "reused": result["reused"], "seconds": time.perf_counter() - start,
-            "host": os.uname().nodename, "pid": os.getpid()}
+    trained = time.perf_counter()
+    summary = {"hash": runs.config_hash(config), "reused": result["reused"], "seconds": trained - start,
+               "host": os.uname().nodename, "pid": os.getpid()}
+    if evaluate is not None:
+        summary["evaluation"] = evaluate({**result, "store": store})
+        summary["evaluate_seconds"] = time.perf_counter() - trained
+    return summary
 
 
 @contextlib.contextmanager
@@ -160,7 +176,7 @@ def _error_message(failures: dict[str, BaseException], labels: dict[str, str], s
 
 def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = None, jobs: int | None = None,
               store: Path | str | None = None, device: str = "auto", progress: bool | None = None,
-              threads: int | None = None) -> list[dict[str, Any]]:
+              threads: int | None = None, evaluate: Callable[[dict], Any] | None = None) -> list[dict[str, Any]]:
     """Train (or reuse) every configuration; returns one ``get_or_train`` result per config, in order.
 
     Args:
@@ -175,8 +191,12 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
         progress: per-run progress bars in the in-process loop; with workers, one bar counting
             finished runs (worker bars only if ``True``).
         threads: torch threads per task on a caller's executor (default: leave the worker's setting).
+        evaluate: ``evaluate(run) -> result``, called where each run trains, after training or loading it
+            (see "Evaluating where the run trains" above); its result is ``result["evaluation"]``. A run
+            that appears twice is evaluated once.
 
-    Each result is ``{"model", "history", "config", "reused"}``; ``reused`` is False only for the
+    Each result is ``{"model", "history", "config", "reused"}`` (and ``"evaluation"`` with ``evaluate``);
+    ``reused`` is False only for the
     first occurrence of a run this sweep trained. Raises :class:`SweepError` after all runs are
     done if any failed.
     """
@@ -200,6 +220,9 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
                 continue
             try:
                 result = runs.get_or_train(config, store, device=device, progress=progress)
+                if evaluate is not None:
+                    result["evaluation"] = (finished[h]["evaluation"] if h in finished
+                                            else evaluate({**result, "store": str(store)}))
             except Exception as err:  # keep going: the other runs are independent
                 failures[h] = err
                 continue
@@ -221,16 +244,17 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
         except Exception as err:  # a damaged checkpoint: report it with the others
             failures[h] = err
             continue
-        if done is None:
+        if done is None or evaluate is not None:  # finished runs too go out when they are to be evaluated
             pending[h] = config
-        else:
+        if done is not None:
             loaded[i] = {**done, "reused": True}
     trained_here: set[str] = set()
+    evaluations: dict[str, Any] = {}
     if pending:
         worker_progress = progress if progress is True else False
         bar = tqdm(total=len(pending), desc="sweep runs", disable=not show_progress(progress), leave=False)
         with _executor(executor, min(jobs, len(pending))) as pool:
-            futures = {pool.submit(_train_one, config, str(store), device, worker_progress, threads): h
+            futures = {pool.submit(_train_one, config, str(store), device, worker_progress, threads, evaluate): h
                        for h, config in pending.items()}
             try:
                 for future in cf.as_completed(futures):
@@ -242,6 +266,8 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
                     else:
                         if not summary["reused"]:
                             trained_here.add(h)
+                        if "evaluation" in summary:
+                            evaluations[h] = summary["evaluation"]
                     bar.update(1)
             except BaseException:
                 for future in futures:
@@ -257,8 +283,8 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
     results: list[dict[str, Any]] = []
     first_seen: set[str] = set()
     for i, (h, config) in enumerate(zip(hashes, configs)):
-        if i in loaded:
-            results.append(loaded[i])
+        if i in loaded and h not in trained_here:
+            results.append({**loaded[i], **({"evaluation": evaluations[h]} if h in evaluations else {})})
             first_seen.add(h)
             continue
         done = runs.load_run(config, store, device)
@@ -267,7 +293,8 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
                 f"run {h} ({labels[h]}) finished on a worker but {runs.run_dir(config, store)} has no finished "
                 f"checkpoint: the workers must see the run store at the same path (a shared filesystem; set "
                 f"DVAE_RUNS or store=)", {h: RuntimeError("missing from the store")})
-        results.append({**done, "reused": h in first_seen or h not in trained_here})
+        results.append({**done, "reused": h in first_seen or h not in trained_here,
+                        **({"evaluation": evaluations[h]} if h in evaluations else {})})
         first_seen.add(h)
     return results
 

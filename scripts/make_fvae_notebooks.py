@@ -23,13 +23,15 @@ higher disentanglement score**: its curve of metric against reconstruction error
 procedural dSprites grid, with several seeds each; measures every run's reconstruction NLL, the
 FactorVAE metric and MIG; plots disentanglement against reconstruction (mean ± one standard
 deviation over seeds); shows traversals of the best run of each model with each latent labelled by
-the factor it carries; and decides the claim from the two curves. The [TC notebook](fvae_tc.ipynb)
-reuses these runs to follow the total correlation over training.
+the factor it carries; sets an InfoWGAN-GP beside them; repeats the sweep on the procedural 3D
+shapes (the paper's Fig. 5); and decides each claim from the two curves. The
+[TC notebook](fvae_tc.ipynb) reuses the dSprites runs to follow the total correlation over training.
 '''),
     parameters(),
     code('''
 %matplotlib inline
 import inspect
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -96,7 +98,7 @@ configs = ft.tradeoff_configs(p, "dsprites")
 print(f"{len(configs)} runs: β ∈ {p.betas}, γ ∈ {p.gammas}, seeds {p.seeds}, {p.steps:,} steps of batch {p.batch_size}")
 '''),
     code('''
-runs = get_or_train_all(configs, device=device)
+runs = get_or_train_all(configs, device=device, evaluate=partial(ft.evaluate_run, dataset=dataset, p=p))
 print(f"{sum(r['reused'] for r in runs)} of {len(runs)} runs reused")
 '''),
     md('''
@@ -104,10 +106,13 @@ print(f"{sum(r['reused'] for r in runs)} of {len(runs)} runs reused")
 
 Every run is scored on fresh draws of the factor grid: the reconstruction NLL (nats per image, one
 posterior sample), the FactorVAE metric (majority-vote accuracy of the variance-argmin classifier;
-the profile sets the number of votes) and MIG.
+the profile sets the number of votes), MIG and the total correlations the [TC notebook](fvae_tc.ipynb)
+explains. The sweep scores each run where it trains (`evaluate=` above), so scoring one run
+overlaps the training of the next; the evaluation draws are seeded by the run, so where it ran does
+not change them.
 '''),
     code('''
-rows = [ft.evaluate_run(run, dataset, p) for run in runs]
+rows = [run["evaluation"] for run in runs]
 table = ft.tradeoff_table(rows)
 table.groupby(["model", "setting"])[["recon_nll", "kl", "factor_score", "mig"]].agg(["mean", "std"]).round(3)
 '''),
@@ -162,8 +167,9 @@ the codes, and it has no reconstruction to plot: its score stands beside the VAE
 steps costs about ten VAE steps on a CPU; the profile sets its budget.
 '''),
     code('''
-gan_runs = get_or_train_all(ft.gan_configs(p, "dsprites"), device=device)
-gans = pd.DataFrame([ft.evaluate_gan_run(run, dataset, p) for run in gan_runs])
+gan_runs = get_or_train_all(ft.gan_configs(p, "dsprites"), device=device,
+                            evaluate=partial(ft.evaluate_gan_run, dataset=dataset, p=p))
+gans = pd.DataFrame([run["evaluation"] for run in gan_runs])
 print(f"{len(gan_runs)} InfoWGAN-GP runs of {p.gan_steps:,} steps, {p.gan_critic_steps} critic updates each")
 gans.round(3)
 '''),
@@ -185,6 +191,39 @@ samples = gan.sample(16, generator=torch.Generator().manual_seed(0)).cpu()
 image_grid([samples[:8], samples[8:]], ["", ""], title="InfoWGAN-GP samples (best seed)");
 ''', caption="Sixteen samples of the InfoWGAN-GP with the highest metric, at the profile's training budget."),
     md('''
+## The same on 3D shapes
+
+The paper repeats the sweep on 3D Shapes (Fig. 5): a floor, a wall and an object under six factors
+(floor, wall and object hue, scale, shape, orientation). Here they come from the procedural renderer
+of the SBD chapter, at the profile's resolution; the real `3dshapes.h5` loads through
+`make_dataset("shapes3d_h5", path=...)` when it is on disk. The profile sets this sweep apart from
+dSprites' (`shapes3d_grid`): in `preview` it keeps the two ends of each range that stay informative
+at this budget (β ∈ {1, 16}, γ ∈ {10, 40}; on dSprites γ = 100 collapses the code), two seeds, and
+fewer steps, because a 3-channel run costs more.
+'''),
+    code('''
+shapes_p = ft.for_dataset(p, "shapes3d")
+if "shapes3d" in p.datasets:
+    shapes = make_dataset("shapes3d", resolution=p.resolution)
+    shape_runs = get_or_train_all(ft.tradeoff_configs(shapes_p, "shapes3d"), device=device,
+                                  evaluate=partial(ft.evaluate_run, dataset=shapes, p=shapes_p))
+    shape_table = ft.tradeoff_table([run["evaluation"] for run in shape_runs])
+    print(f"{len(shape_runs)} runs: β ∈ {shapes_p.betas}, γ ∈ {shapes_p.gammas}, seeds {shapes_p.seeds}, "
+          f"{shapes_p.steps:,} steps of batch {shapes_p.batch_size}")
+    display(shape_table.groupby(["model", "setting"])[["recon_nll", "kl", "factor_score", "mig"]]
+            .agg(["mean", "std"]).round(3))
+else:
+    shape_table = None
+    print(f"the {profile!r} profile has no 3D-shapes sweep")
+'''),
+    code('''
+if shape_table is not None:
+    ft.plot_tradeoff(shape_table, "3D shapes")
+''', figure="fig-fvae-tradeoff-shapes3d", caption=(
+        "The trade-off on the procedural 3D shapes: disentanglement (left: FactorVAE metric; right: MIG) "
+        "against reconstruction NLL for the β-VAEs (blue circles) and FactorVAEs (red squares) of the "
+        "profile's 3D-shapes sweep; mean ± one standard deviation over seeds.")),
+    md('''
 ## Verdict
 
 The trade-off claim is decided on the curves of the first figure: the mean advantage of the FactorVAE curve
@@ -192,14 +231,17 @@ over the β-VAE curve at equal reconstruction NLL, over the NLL range both cover
 the per-setting means), with a bootstrap over seeds for its uncertainty. *Reproduced* needs a
 positive advantage whose 90 % bootstrap interval excludes zero; a negative advantage is *not
 reproduced*; anything else, or curves whose reconstruction ranges do not overlap, is
-*inconclusive*. The GAN claim compares the FactorVAE metric of every FactorVAE run with every
+*inconclusive*. The 3D-shapes claims follow the same rule on their own runs. The GAN claim compares the FactorVAE metric of every FactorVAE run with every
 InfoWGAN-GP seed: *reproduced* if the FactorVAE median is higher and a one-sided Mann–Whitney U
 test gives p < 0.1.
 '''),
     code('''
 claims = ft.tradeoff_claims(table, "dsprites") + [ft.gan_claim(gans, table)]
-write_claims(claims, profile, "fvae_tradeoff", extra={"runs": table.round(5).to_dict(orient="records"),
-                                                      "infowgan_runs": gans.round(5).to_dict(orient="records")})
+extra = {"runs": table.round(5).to_dict(orient="records"), "infowgan_runs": gans.round(5).to_dict(orient="records")}
+if shape_table is not None:
+    claims += ft.tradeoff_claims(shape_table, "shapes3d")
+    extra["shapes3d_runs"] = shape_table.round(5).to_dict(orient="records")
+write_claims(claims, profile, "fvae_tradeoff", extra=extra)
 claims_frame(claims)
 '''),
 ]
@@ -223,6 +265,7 @@ every step. Both claims are decided over runs.
     code('''
 %matplotlib inline
 import inspect
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -232,7 +275,7 @@ from dvae_core.claims import claims_frame, write_claims
 from dvae_core.data import make_dataset
 from dvae_core.experiments import fvae_tradeoff as ft
 from dvae_core.metrics import gaussian_total_correlation
-from dvae_core.runs import get_or_train_all, load_snapshots
+from dvae_core.runs import get_or_train_all
 
 p = ft.profile_settings(profile, seed_offset=seed)
 dataset = make_dataset("dsprites", resolution=p.resolution)
@@ -265,16 +308,15 @@ print(inspect.getsource(ft.total_correlations))
 ## Following the runs
 
 The FactorVAE runs, and the first seed of each β-VAE, kept their weights at regular steps
-(`snapshot_every` in the run's recipe). The runs come from the run store; the snapshots are
-evaluated here.
+(`snapshot_every` in the run's recipe). The runs come from the run store; the sweep scores each
+run's snapshots where it runs them (`evaluate=`), on draws seeded by the run.
 '''),
     code('''
 configs = ft.trajectory_configs(p, "dsprites")
-runs = get_or_train_all(configs, device=device)
+runs = get_or_train_all(configs, device=device, evaluate=partial(ft.snapshot_evaluation, dataset=dataset, p=p))
 print(f"{sum(r['reused'] for r in runs)} of {len(runs)} runs reused; "
       f"{p.snapshots} snapshots each, every {configs[0].snapshot_every:,} steps")
-trajectories = pd.concat([ft.snapshot_trajectory(load_snapshots(c, device=device), c, dataset, p) for c in configs],
-                         ignore_index=True)
+trajectories = pd.concat([run["evaluation"] for run in runs], ignore_index=True)
 trajectories.drop(columns=["tc_true_se", "tc_max"]).round(3)
 '''),
     md('''

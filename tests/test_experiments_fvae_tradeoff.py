@@ -74,6 +74,22 @@ def test_sweep_has_every_setting_and_seed_with_distinct_hashes():
     assert ft.profile_settings("preview", seed_offset=5).seeds == tuple(s + 5 for s in p.seeds)
 
 
+def test_every_profile_sweeps_3d_shapes_on_its_own_grid():
+    preview = ft.profile_settings("preview", seed_offset=3)
+    shapes = ft.for_dataset(preview, "shapes3d")
+    assert "shapes3d" in preview.datasets and shapes.seeds == (3, 4) and shapes.steps < preview.steps
+    assert ft.for_dataset(preview, "dsprites") == preview
+    configs = ft.tradeoff_configs(shapes, "shapes3d")
+    assert len(configs) == (len(shapes.betas) + len(shapes.gammas)) * len(shapes.seeds)
+    assert all(c.dataset == "shapes3d" and c.model.in_channels == 3 and c.steps == shapes.steps for c in configs)
+    assert not {config_hash(c) for c in configs} & {config_hash(c) for c in ft.tradeoff_configs(preview)}
+    for name in ("smoke", "paper"):  # no grid of their own: the dSprites sweep on 3 channels
+        p = ft.profile_settings(name)
+        assert "shapes3d" in p.datasets and ft.for_dataset(p, "shapes3d") == p
+    with pytest.raises(ValueError, match="unknown dataset"):
+        ft.for_dataset(preview, "celeba")
+
+
 def test_paper_profile_uses_the_papers_settings():
     p = ft.profile_settings("paper")
     assert p.betas == (1, 2, 4, 6, 8, 16) and p.gammas == (10, 20, 30, 40, 50, 100)

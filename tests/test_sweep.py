@@ -125,3 +125,24 @@ def test_bad_jobs_and_empty_sweeps(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="DVAE_JOBS='many'"):
         run_sweep([tiny_config()], store=tmp_path)
     assert run_sweep([], jobs=2, store=tmp_path) == []
+
+
+def weight_sum(run):
+    """A stand-in evaluation: a number that depends on the trained weights, and where the store was."""
+    return {"weights": float(params(run["model"]).double().sum()), "store": run["store"]}
+
+
+def test_evaluate_runs_where_the_run_trains_and_matches_in_process(tmp_path, sequential):
+    expected = [weight_sum({**run, "store": str(tmp_path)}) for run in sequential]
+    configs = grid() + [grid()[0]]
+    in_process = run_sweep(configs, jobs=1, store=tmp_path / "a", device="cpu", progress=False, evaluate=weight_sum)
+    assert [r["evaluation"]["weights"] for r in in_process] == [e["weights"] for e in expected + expected[:1]]
+    assert in_process[0]["evaluation"]["store"] == str((tmp_path / "a").resolve())
+
+    store = tmp_path / "b"
+    run_sweep(grid()[:2], jobs=1, store=store, device="cpu", progress=False)  # half the grid already stored
+    swept = run_sweep(configs, jobs=2, store=store, device="cpu", progress=False, evaluate=weight_sum)
+    assert [r["evaluation"]["weights"] for r in swept] == [r["evaluation"]["weights"] for r in in_process]
+    assert [r["reused"] for r in swept] == [True, True, False, False, True]
+    assert_same_runs(sequential + sequential[:1], swept)
+    assert "evaluation" not in run_sweep(configs, jobs=2, store=store, device="cpu", progress=False)[0]

@@ -14,12 +14,15 @@ metric). ``preview`` is a documented reduction for 2 CPU cores: 32×32 images, 3
 ratio kept: with the discriminator at 1e-4 against a VAE at 1e-3 the encoder outran it, and the
 discriminator's TC stayed near zero while the KL grew past 100 nats), and fewer metric votes. At that scale the models have seen
 ~13 % of one pass over dSprites, where the paper's saw ~26 passes: the preview tests whether the
-trade-off already shows, and says so when it does not.
+trade-off already shows, and says so when it does not. The 3D-shapes sweep (procedural renderer, 3
+channels) is smaller still in ``preview`` (:class:`Grid`): β ∈ {1, 16}, γ ∈ {10, 40}, two seeds,
+1,000 steps, so that the chapter fits its 30 minutes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,17 +31,27 @@ import torch
 from scipy.stats import binomtest, spearmanr
 
 from dvae_core.claims import Claim, compare_groups, compare_groups_rule, curve_verdict
-from dvae_core.evaluate import evaluate_elbo, mean_encoder
+from dvae_core.evaluate import ENCODE_BATCH, evaluate_elbo, mean_encoder
 from dvae_core.metrics import factor_vae_score, gaussian_total_correlation, mig, sample_codes
 from dvae_core.models import FactorVAEConfig, VAEConfig
 from dvae_core.models.factor_vae import permute_dims
 from dvae_core.models.info_wgan import InfoWGANConfig
 from dvae_core.models.vae import gaussian_kl
 from dvae_core.profiles import select
+from dvae_core.runs import load_snapshots
 from dvae_core.train import TrainConfig, throughput
 
 PAPER = "Kim & Mnih 2018 (FactorVAE)"
 BETA_VAE, FACTOR_VAE, INFO_WGAN = "β-VAE", "FactorVAE", "InfoWGAN-GP"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One dataset's sweep, where it differs from the profile's own (dSprites) one."""
+    steps: int
+    seeds: tuple[int, ...]
+    betas: tuple[float, ...]
+    gammas: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,7 @@ class TradeoffProfile:
     gan_critic_steps: int
     datasets: tuple[str, ...] = ("dsprites",)
     checkpoint_every: int = 500
+    shapes3d_grid: Grid | None = None   # the 3D-shapes sweep; None: the same as dSprites'
 
 
 PROFILES = {
@@ -76,13 +90,15 @@ PROFILES = {
                              gammas=(10.0, 100.0), channels=8, hidden=32, disc_hidden=32, disc_layers=2, lr=1e-3,
                              disc_lr=1e-4, snapshots=2, metric_train=40, metric_eval=20, metric_variance=256,
                              snapshot_votes=20, mig_samples=256, eval_samples=64, tc_components=256, tc_samples=128,
-                             gan_steps=4, gan_channels=8, gan_critic_steps=2, checkpoint_every=6),
+                             gan_steps=4, gan_channels=8, gan_critic_steps=2, checkpoint_every=6,
+                             datasets=("dsprites", "shapes3d")),
     "preview": TradeoffProfile(resolution=32, steps=1500, batch_size=64, seeds=(0, 1), betas=(1.0, 4.0, 16.0),
                                gammas=(10.0, 40.0, 100.0), channels=32, hidden=128, disc_hidden=256, disc_layers=6,
                                lr=1e-3, disc_lr=1e-3, snapshots=5, metric_train=1000, metric_eval=500,
                                metric_variance=5000, snapshot_votes=400, mig_samples=5000, eval_samples=2048,
                                tc_components=10_000, tc_samples=2000, gan_steps=500, gan_channels=16,
-                               gan_critic_steps=5),
+                               gan_critic_steps=5, datasets=("dsprites", "shapes3d"),
+                               shapes3d_grid=Grid(steps=1000, seeds=(0, 1), betas=(1.0, 16.0), gammas=(10.0, 40.0))),
     "paper": TradeoffProfile(resolution=64, steps=300_000, batch_size=64, seeds=tuple(range(10)),
                              betas=(1.0, 2.0, 4.0, 6.0, 8.0, 16.0), gammas=(10.0, 20.0, 30.0, 40.0, 50.0, 100.0),
                              channels=64, hidden=128, disc_hidden=1000, disc_layers=6, lr=1e-4, disc_lr=1e-4,
@@ -97,8 +113,20 @@ PROFILES = {
 def profile_settings(profile: str, seed_offset: int = 0) -> TradeoffProfile:
     p = select(PROFILES, profile)
     if seed_offset:
-        p = replace(p, seeds=tuple(s + seed_offset for s in p.seeds))
+        grid = p.shapes3d_grid
+        p = replace(p, seeds=tuple(s + seed_offset for s in p.seeds),
+                    shapes3d_grid=grid and replace(grid, seeds=tuple(s + seed_offset for s in grid.seeds)))
     return p
+
+
+def for_dataset(p: TradeoffProfile, dataset: str) -> TradeoffProfile:
+    """``p`` with ``dataset``'s own sweep (steps, seeds, β and γ values) in place of dSprites'."""
+    if dataset not in IN_CHANNELS:
+        raise ValueError(f"unknown dataset {dataset!r} for the trade-off; known: {sorted(IN_CHANNELS)}")
+    grid = p.shapes3d_grid if dataset == "shapes3d" else None
+    if grid is None:
+        return p
+    return replace(p, steps=grid.steps, seeds=grid.seeds, betas=grid.betas, gammas=grid.gammas)
 
 
 IN_CHANNELS = {"dsprites": 1, "shapes3d": 3}
@@ -168,9 +196,10 @@ def posterior_sample(model, dataset, num_points: int, rng: np.random.Generator, 
     means, logvars = [], []
     for start in range(0, num_points, batch_size):
         x = dataset.images(dataset.sample_factors(min(batch_size, num_points - start), rng)).to(dev)
-        mean, logvar = model.encode(x)
-        means.append(mean.cpu().double())
-        logvars.append(logvar.cpu().double())
+        for chunk in x.split(ENCODE_BATCH):  # draws stay 1,024 at a time (the rng stream); encoding is faster in 256s
+            mean, logvar = model.encode(chunk)
+            means.append(mean.cpu().double())
+            logvars.append(logvar.cpu().double())
     return torch.cat(means), torch.cat(logvars)
 
 
@@ -253,6 +282,14 @@ def snapshot_trajectory(snapshots: list[tuple[int, torch.nn.Module]], config: Tr
         rows.append({"model": model_name(config), "setting": setting(config), "seed": config.seed, "step": step,
                      "factor_score": score["eval_accuracy"], **total_correlations(model, dataset, p, rng)})
     return pd.DataFrame(rows)
+
+
+def snapshot_evaluation(run: dict, dataset, p: TradeoffProfile) -> pd.DataFrame:
+    """:func:`snapshot_trajectory` of a run's kept weights, read from the run store ``run["store"]``: the
+    ``evaluate`` of a sweep, so each run's snapshots are scored where the sweep runs it."""
+    config: TrainConfig = run["config"]
+    snapshots = load_snapshots(config, Path(run["store"]), device=str(next(run["model"].parameters()).device))
+    return snapshot_trajectory(snapshots, config, dataset, p)
 
 
 # --- claims -------------------------------------------------------------------------------------------

