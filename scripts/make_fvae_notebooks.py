@@ -10,7 +10,7 @@ from notebook_cells import code, md, parameters, write
 
 TRADEOFF = [
     md('''
-# The trade-off: β-VAE vs FactorVAE on dSprites
+# The trade-off: β-VAE vs FactorVAE on dSprites and 3D shapes
 
 **The paper's claim** (Kim & Mnih 2018, Sec. 4.1, Figs. 4–5): raising β in a β-VAE buys
 disentanglement at the price of reconstruction, because the β·KL penalty squeezes *all* the
