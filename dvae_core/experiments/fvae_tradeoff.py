@@ -16,7 +16,7 @@ discriminator's TC stayed near zero while the KL grew past 100 nats), and fewer 
 ~13 % of one pass over dSprites, where the paper's saw ~26 passes: the preview tests whether the
 trade-off already shows, and says so when it does not. The 3D-shapes sweep (procedural renderer, 3
 channels) is smaller still in ``preview`` (:class:`Grid`): β ∈ {1, 16}, γ ∈ {10, 40}, two seeds,
-1,000 steps, so that the chapter fits its 30 minutes.
+750 steps, so that the chapter fits its 30 minutes.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ PROFILES = {
                                metric_variance=5000, snapshot_votes=400, mig_samples=5000, eval_samples=2048,
                                tc_components=10_000, tc_samples=2000, gan_steps=500, gan_channels=16,
                                gan_critic_steps=5, datasets=("dsprites", "shapes3d"),
-                               shapes3d_grid=Grid(steps=1000, seeds=(0, 1), betas=(1.0, 16.0), gammas=(10.0, 40.0))),
+                               shapes3d_grid=Grid(steps=750, seeds=(0, 1), betas=(1.0, 16.0), gammas=(10.0, 40.0))),
     "paper": TradeoffProfile(resolution=64, steps=300_000, batch_size=64, seeds=tuple(range(10)),
                              betas=(1.0, 2.0, 4.0, 6.0, 8.0, 16.0), gammas=(10.0, 20.0, 30.0, 40.0, 50.0, 100.0),
                              channels=64, hidden=128, disc_hidden=1000, disc_layers=6, lr=1e-4, disc_lr=1e-4,
