@@ -196,9 +196,8 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
             that appears twice is evaluated once.
 
     Each result is ``{"model", "history", "config", "reused"}`` (and ``"evaluation"`` with ``evaluate``);
-    ``reused`` is False only for the
-    first occurrence of a run this sweep trained. Raises :class:`SweepError` after all runs are
-    done if any failed.
+    ``reused`` is False only for the first occurrence of a run this sweep trained. Raises
+    :class:`SweepError` after all runs are done if any failed.
     """
     configs = list(configs)
     jobs = default_jobs() if jobs is None else jobs
