@@ -407,10 +407,10 @@ def dataset_of(images: ImageSet) -> str:
 
 def inception_extractor(path: str | os.PathLike | None = None, device: str = "auto"):
     """Inception features for CelebA, from the weights file on disk; a one-line error if it is not there."""
-    from dvae_core.data.files import DATA_DIR_ENV, default_data_path
-    from dvae_core.metrics.fid import INCEPTION_FILENAME, INCEPTION_URL, InceptionFeatures
+    from dvae_core.data.files import DATA_DIR_ENV
+    from dvae_core.metrics.fid import INCEPTION_FILENAME, INCEPTION_URL, InceptionFeatures, inception_weights_path
 
-    path = Path(path) if path is not None else default_data_path(INCEPTION_FILENAME)
+    path = inception_weights_path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"CelebA's FID needs Inception features (it has no labels to train a domain classifier on), but "
@@ -478,9 +478,8 @@ def colour_data_status(data_dir: str | os.PathLike | None = None,
                        inception_path: str | os.PathLike | None = None) -> dict[str, str | None]:
     """Per colour dataset: None when its Table 1 columns can run here, else one line saying what is absent
     and where it goes. Only checks that the files exist (nothing is read or downloaded)."""
-    from dvae_core.data.files import default_data_path
     from dvae_core.data.image_sets import CELEBA_IMAGES, CELEBA_PARTITION, CELEBA_URL, CIFAR10_FILES, _celeba_root
-    from dvae_core.metrics.fid import INCEPTION_FILENAME, INCEPTION_URL
+    from dvae_core.metrics.fid import INCEPTION_FILENAME, INCEPTION_URL, inception_weights_path
 
     status: dict[str, str | None] = {}
     cifar = data_root("cifar10", data_dir)
@@ -490,7 +489,7 @@ def colour_data_status(data_dir: str | os.PathLike | None = None,
         f"CIFAR-10: absent ({len(missing)} of {len(files)} files missing) — put the binary version's "
         f"data_batch_1.bin … data_batch_5.bin and test_batch.bin (cifar-10-binary.tar.gz, {CIFAR10_URL}) in {cifar}/")
     celeba = Path(_celeba_root(data_root("celeba", data_dir)))
-    inception = Path(inception_path) if inception_path is not None else default_data_path(INCEPTION_FILENAME)
+    inception = inception_weights_path(inception_path)
     if not (celeba / CELEBA_IMAGES).is_dir() or not (celeba / CELEBA_PARTITION).is_file():
         status["celeba"] = (f"CelebA: absent — put {CELEBA_IMAGES}/ (000001.jpg …) and {CELEBA_PARTITION} "
                             f"({CELEBA_URL}) in {celeba}/")

@@ -64,6 +64,11 @@ INCEPTION_FILENAME = "inception-2015-12-05.pt"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 
 
+def inception_weights_path(path: str | os.PathLike | None = None) -> Path:
+    """Where the Inception weights are read from: ``path``, or ``$DVAE_DATA_DIR/inception-2015-12-05.pt``."""
+    return Path(path) if path is not None else default_data_path(INCEPTION_FILENAME)
+
+
 # ------------------------------------------------------------------------------ Fréchet distance
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
@@ -432,7 +437,7 @@ class InceptionFeatures:
     name = "inception"
 
     def __init__(self, path: str | os.PathLike | None = None, device: str = "auto") -> None:
-        self.path = Path(path) if path is not None else default_data_path(INCEPTION_FILENAME)
+        self.path = inception_weights_path(path)
         if not self.path.is_file():
             raise FileNotFoundError(
                 f"Inception weights {INCEPTION_FILENAME} not found at {str(self.path)!r}. Get NVIDIA's TorchScript "
