@@ -12,8 +12,10 @@ RAE, VLAE), at the ``preview`` and ``paper`` sizes of the experiment modules' ow
 * **data** — images/s of ``dataset.sample`` alone, against the loop's consumption;
 * **levers** — torch threads 1 vs 2, channels_last, ``torch.compile`` (in a child process killed after
   ``--compile-timeout`` seconds; a failure or a timeout is recorded as an error string, never raised),
-  plain vs ``no_grad`` vs ``inference_mode`` encoding, and the metric-encoding batch size
-  (``encode_means`` with 64 vs 1024 images per call).
+  plain vs ``no_grad`` vs ``inference_mode`` encoding, the metric-encoding batch size
+  (``encode_means`` with the book's 256 vs 1024 images per call), and glibc's allocator as the book sets
+  it (:func:`~dvae_core.train.keep_freed_memory`) against its defaults, which only a fresh child process
+  still has.
 
 Results go to ``results/bench.json`` (atomically, after every record) and the book page
 ``book/cost.md`` includes what :func:`write_page` makes of them (``book/_generated/bench.md`` and
@@ -47,10 +49,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from dvae_core.evaluate import ENCODE_BATCH
 from dvae_core.profiles import PROFILES, check_profile
 from dvae_core.reproduce import GENERATED_DIR, REPO_ROOT, RESULTS_DIR
-from dvae_core.train import (TrainConfig, atomic_write_text, build_dataset, build_model, make_optimizer,
-                             resolve_device, train)
+from dvae_core.train import (TrainConfig, atomic_write_text, build_dataset, build_model, keep_freed_memory,
+                             make_optimizer, resolve_device, train)
 
 DEFAULT_OUTPUT = RESULTS_DIR / "bench.json"
 PAGE_FRAGMENT = "bench.md"
@@ -74,7 +77,7 @@ class Sizes:
     steps: int | None = None          # None: DEFAULT_STEPS[profile]
     data_seconds: float = 0.5         # dataset.sample is timed for at least this long (and 3 calls)
     encode_images: int = 2048         # images encoded per evaluation measurement
-    encode_batches: tuple[int, int] = (64, 1024)
+    encode_batches: tuple[int, int] = (ENCODE_BATCH, 1024)  # the book's batch, and a large one
     encode_repeats: int = 3           # median over this many timed encodings
     compile: bool = True
     compile_timeout: float = COMPILE_TIMEOUT_S
@@ -343,6 +346,20 @@ def measure_compiled(config: TrainConfig, x, x2, warmup: int, steps: int, device
 COMPILE_MARK = "DVAE_BENCH_COMPILE "
 
 
+def default_allocator_worker(name: str, profile: str, warmup: int, steps: int, device: str) -> dict[str, Any]:
+    """What ``--default-allocator-worker`` prints: the bare step in a process that has not called
+    :func:`~dvae_core.train.keep_freed_memory` (the setting cannot be undone in the process that made it)."""
+    config = bench_config(name, profile)
+    dev = resolve_device(device)
+    x, x2 = make_batches(config, build_dataset(config), dev)
+
+    def measure() -> float:
+        model, optimizer, auxiliary = fresh_model(config, dev)
+        step = bare_step(model, optimizer, auxiliary, x, x2, config.beta)
+        return timed_rate(step, warmup, steps, config.batch_size, dev)["images_per_s"]
+    return _option(measure)
+
+
 def compile_worker(name: str, profile: str, warmup: int, steps: int, device: str) -> dict[str, Any]:
     """What ``--compile-worker`` prints: the compiled bare step of one model, or the error it raised."""
     config = bench_config(name, profile)
@@ -352,11 +369,12 @@ def compile_worker(name: str, profile: str, warmup: int, steps: int, device: str
 
 
 def compile_in_subprocess(name: str, profile: str, warmup: int, steps: int, device: str,
-                          timeout: float | None) -> dict[str, Any]:
+                          timeout: float | None, worker: str = "compile") -> dict[str, Any]:
     """:func:`compile_worker` in a child process (same torch threads), killed with its process group after
     ``timeout`` seconds: a compilation that hangs or takes too long becomes an error string, never a crash.
-    (A signal cannot stop it in-process: inductor catches the exception and compiles again, synchronously.)"""
-    command = [sys.executable, "-m", "dvae_core.bench", "--compile-worker", "--models", name, "--profiles", profile,
+    (A signal cannot stop it in-process: inductor catches the exception and compiles again, synchronously.)
+    ``worker="default-allocator"`` runs :func:`default_allocator_worker` the same way."""
+    command = [sys.executable, "-m", "dvae_core.bench", f"--{worker}-worker", "--models", name, "--profiles", profile,
                "--warmup", str(warmup), "--steps", str(steps), "--device", device,
                "--threads", str(torch.get_num_threads())]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
@@ -373,7 +391,7 @@ def compile_in_subprocess(name: str, profile: str, warmup: int, steps: int, devi
         if line.startswith(COMPILE_MARK):
             return json.loads(line[len(COMPILE_MARK):])
     last = (err.strip().splitlines() or ["no output"])[-1]
-    return {"error": f"compile worker exited with status {child.returncode}: {last}"[:300]}
+    return {"error": f"{worker} worker exited with status {child.returncode}: {last}"[:300]}
 
 
 def measure_model(name: str, profile: str, sizes: Sizes, device: str = "auto") -> dict[str, Any]:
@@ -381,6 +399,7 @@ def measure_model(name: str, profile: str, sizes: Sizes, device: str = "auto") -
     config = bench_config(name, profile)
     dev = resolve_device(device)
     warmup, steps = sizes.warmup, sizes.steps_for(profile)
+    keep_freed_memory()  # as train() does, so the bare step and the loop allocate alike
     began = time.perf_counter()
     batch = config.batch_size
     batches_per_step = 2 if config.factor_vae is not None else 1
@@ -437,14 +456,20 @@ def measure_model(name: str, profile: str, sizes: Sizes, device: str = "auto") -
     else:
         compiled = {"skipped": "quick mode"}
     levers["compile"] = {"baseline": "eager", "candidate": "compiled", "options": {"eager": eager, "compiled": compiled}}
+    if sizes.quick:
+        default_allocator = {"skipped": "quick mode"}
+    else:
+        _log(f"{name} {profile}: glibc's default allocator, in a child process")
+        default_allocator = compile_in_subprocess(name, profile, warmup, steps, device, None, "default-allocator")
+    levers["allocator"] = {"baseline": "glibc default", "candidate": "keep_freed_memory",
+                           "options": {"glibc default": default_allocator, "keep_freed_memory": eager}}
 
     model.eval()
     images, _ = dataset.sample(sizes.encode_images, rng)
-    big = max(sizes.encode_batches)
-    levers["eval_context"] = {"baseline": "plain", "candidate": "inference_mode", "batch_size": big, "options": {
-        context: _option(lambda c=context: encode_rate(model, images, big, c, sizes.encode_repeats))
+    small, big = min(sizes.encode_batches), max(sizes.encode_batches)
+    levers["eval_context"] = {"baseline": "plain", "candidate": "inference_mode", "batch_size": small, "options": {
+        context: _option(lambda c=context: encode_rate(model, images, small, c, sizes.encode_repeats))
         for context in EVAL_CONTEXTS}}
-    small = min(sizes.encode_batches)
     levers["encode_batch"] = {"baseline": str(small), "candidate": str(big), "options": {
         str(b): _option(lambda b=b: encode_rate(model, images, b, "inference_mode", sizes.encode_repeats))
         for b in (small, big)}}
@@ -608,18 +633,19 @@ def bench_markdown(results: dict | None, figure: str | None = f"/book/_generated
     small, big = sorted(results["settings"].get("encode_batches", (64, 1024)))
     lines += ["", "### Speed levers", "",
               "Speed-up of each option over its baseline: the bare training step with 2 torch threads instead of 1, "
-              "in channels_last memory format, and compiled with `torch.compile`; encoding for the metrics under "
+              "in channels_last memory format, compiled with `torch.compile`, and with glibc's allocator set as "
+              "the book sets it (`keep_freed_memory`) instead of its defaults; encoding for the metrics under "
               f"`inference_mode` and `no_grad` instead of plain autograd, and {big} instead of {small} images per "
               "call.", "",
-              "| model | profile | 2 threads vs 1 | channels_last | torch.compile | inference_mode | no_grad "
-              "| encode batch |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+              "| model | profile | 2 threads vs 1 | channels_last | torch.compile | allocator | inference_mode "
+              "| no_grad | encode batch |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in _ok_records(results):
         lv = r["levers"]
         batch = lv.get("encode_batch")
         batch_label = f"{batch['candidate']} vs {batch['baseline']}: " if batch else ""
         lines.append(f"| {r['label']} | `{r['profile']}` | {lever_cell(lv.get('threads'))} | "
                      f"{lever_cell(lv.get('channels_last'))} | {lever_cell(lv.get('compile'))} | "
-                     f"{lever_cell(lv.get('eval_context'))} | {lever_cell(lv.get('eval_context'), 'no_grad')} | "
+                     f"{lever_cell(lv.get('allocator'))} | {lever_cell(lv.get('eval_context'))} | {lever_cell(lv.get('eval_context'), 'no_grad')} | "
                      f"{batch_label}{lever_cell(batch)} |")
     compiled = [r for r in _ok_records(results) if "compile_seconds" in r["levers"].get("compile", {}).get(
         "options", {}).get("compiled", {})]
@@ -632,8 +658,8 @@ def bench_markdown(results: dict | None, figure: str | None = f"/book/_generated
 
 #: The levers the figure shows: (lever, option, label).
 FIGURE_LEVERS = (("threads", None, "2 threads vs 1"), ("channels_last", None, "channels_last"),
-                 ("compile", None, "torch.compile"), ("eval_context", None, "inference_mode vs plain"),
-                 ("encode_batch", None, "encode batch large vs small"))
+                 ("compile", None, "torch.compile"), ("allocator", None, "allocator kept vs glibc default"),
+                 ("eval_context", None, "inference_mode vs plain"), ("encode_batch", None, "encode batch large vs small"))
 
 
 def bench_figure(results: dict):
@@ -736,6 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-page", action="store_true", help="write the results only, not the page fragment")
     parser.add_argument("--render-only", action="store_true", help="measure nothing: rebuild the page from --output")
     parser.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)  # see compile_in_subprocess
+    parser.add_argument("--default-allocator-worker", action="store_true", help=argparse.SUPPRESS)  # the same
     args = parser.parse_args(argv)
 
     if args.render_only:
@@ -750,12 +777,13 @@ def main(argv: list[str] | None = None) -> int:
     resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.compile_worker:
+    if args.compile_worker or args.default_allocator_worker:
         if len(models) != 1 or len(profiles) != 1:
-            raise ValueError("--compile-worker measures one model at one profile")
+            raise ValueError("a bench worker measures one model at one profile")
         warmup = args.warmup if args.warmup is not None else DEFAULT_WARMUP
         steps = args.steps if args.steps is not None else DEFAULT_STEPS[profiles[0]]
-        print(COMPILE_MARK + json.dumps(compile_worker(models[0], profiles[0], warmup, steps, args.device)))
+        worker = compile_worker if args.compile_worker else default_allocator_worker
+        print(COMPILE_MARK + json.dumps(worker(models[0], profiles[0], warmup, steps, args.device)))
         return 0
     sizes = QUICK if args.quick else Sizes(compile_timeout=args.compile_timeout)
     if args.steps is not None:

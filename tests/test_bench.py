@@ -55,11 +55,12 @@ def test_quick_cli_measures_every_model(tmp_path, capsys, one_thread):
         assert r["loop_steps"] == r["steps"] == bench.QUICK.steps and r["warmup"] == bench.QUICK.warmup
         assert r["overhead"] == pytest.approx(1 - r["loop_images_per_s"] / r["bare_images_per_s"])
         assert 0 <= r["loop_data_fraction"] < 1 and r["parameters"] > 0
-        assert set(r["levers"]) == {"threads", "channels_last", "compile", "eval_context", "encode_batch"}
+        assert set(r["levers"]) == {"threads", "channels_last", "compile", "allocator", "eval_context", "encode_batch"}
         for name, lever in r["levers"].items():
-            if name != "compile":
+            if name not in ("compile", "allocator"):
                 _positive_rates(lever)
         assert r["levers"]["compile"]["options"]["compiled"] == {"skipped": "quick mode"}
+        assert r["levers"]["allocator"]["options"]["glibc default"] == {"skipped": "quick mode"}
     factor = next(r for r in records if r["model"] == "factor_vae")
     assert factor["consumption_images_per_s"] == pytest.approx(2 * factor["loop_images_per_s"])  # two batches a step
 
@@ -103,6 +104,7 @@ def _record(model: str, label: str, profile: str, loop: float, bare: float, **le
         "threads": lever("1", "2", {"1": 100.0, "2": 180.0}),
         "channels_last": lever("contiguous", "channels_last", {"contiguous": bare, "channels_last": 0.9 * bare}),
         "compile": lever("eager", "compiled", {"eager": bare, "compiled": levers.get("compiled", 1.2 * bare)}),
+        "allocator": lever("glibc default", "keep_freed_memory", {"glibc default": 0.8 * bare, "keep_freed_memory": bare}),
         "eval_context": lever("plain", "inference_mode", {"plain": 1000.0, "no_grad": 1500.0, "inference_mode": 1600.0}),
         "encode_batch": lever("64", "1024", {"64": 800.0, "1024": 1600.0}),
     }
@@ -133,7 +135,7 @@ def test_markdown_and_figure_from_hand_made_results(tmp_path):
     assert "**30.0 %** (goal ≤ 10 %)" in md  # the RAE's loop misses the goal
     assert "| VLAE | `paper` | failed: FileNotFoundError: no Fashion-MNIST |" in md
     assert "failed: BackendCompilerFailed: no / cc" in md  # a '|' in an error cannot break the table
-    assert "| ×1.80 | ×0.90 | ×1.20 | ×1.60 | ×1.50 | 1024 vs 64: ×2.00 |" in md
+    assert "| ×1.80 | ×0.90 | ×1.20 | ×1.25 | ×1.60 | ×1.50 | 1024 vs 64: ×2.00 |" in md
     assert "42 s (SB-VAE, paper)" in md and "{figure} /book/_generated/bench.png" in md
     assert "warning" not in md and "Not yet measured" not in md
 
@@ -208,3 +210,11 @@ def test_committed_fragment_matches_results():
         "book/_generated/bench.md is stale: regenerate with `.venv/bin/python -m dvae_core.bench --render-only`")
     if results and "{figure}" in committed.read_text():
         assert (committed.parent / bench.PAGE_FIGURE).exists()
+
+
+def test_allocator_lever_measures_glibc_defaults_in_a_fresh_process(one_thread):
+    """The child never calls keep_freed_memory, so it times the bare step with glibc's own settings."""
+    default = bench.compile_in_subprocess("deconv_vae", "smoke", 1, 2, "cpu", timeout=120, worker="default-allocator")
+    assert default["images_per_s"] > 0, default
+    crashed = bench.compile_in_subprocess("nope", "smoke", 1, 1, "cpu", timeout=120, worker="default-allocator")
+    assert crashed["error"].startswith("default-allocator worker exited with status 2: error: unknown model 'nope'")

@@ -2,6 +2,7 @@
 once; a failing run is named by its hash and does not cost the others."""
 
 import concurrent.futures as cf
+from dataclasses import replace
 
 import pytest
 import torch
@@ -146,3 +147,33 @@ def test_evaluate_runs_where_the_run_trains_and_matches_in_process(tmp_path, seq
     assert [r["reused"] for r in swept] == [True, True, False, False, True]
     assert_same_runs(sequential + sequential[:1], swept)
     assert "evaluation" not in run_sweep(configs, jobs=2, store=store, device="cpu", progress=False)[0]
+
+
+def test_long_runs_are_submitted_first_and_results_keep_the_input_order(tmp_path, monkeypatch):
+    short, long_ = tiny_config(steps=4), tiny_config(steps=8, seed=5)
+    wide = tiny_config(steps=4, seed=6, model=replace(short.model, decoder="sb", decoder_channels=16, sb_layers=2))
+    flops_short, flops_long, flops_wide = (sweep.estimated_flops(c) for c in (short, long_, wide))
+    assert flops_long == pytest.approx(2 * flops_short)  # twice the steps, twice the work
+    assert flops_wide > flops_long  # an SB decoder convolves at every pixel
+    before = torch.get_rng_state()
+    sweep.estimated_flops(wide)
+    assert torch.equal(before, torch.get_rng_state())  # counting builds a model without touching the caller's RNG
+
+    submitted = []
+    real_train_one = sweep._train_one
+
+    def recording_train_one(config, *args):
+        submitted.append(config)
+        return real_train_one(config, *args)
+
+    monkeypatch.setattr(sweep, "_train_one", recording_train_one)
+    with cf.ThreadPoolExecutor(1) as executor:  # one worker: it takes the runs in submission order
+        results = run_sweep([short, long_, wide], executor=executor, store=tmp_path, device="cpu", progress=False)
+    assert submitted == [wide, long_, short]
+    assert [r["config"] for r in results] == [short, long_, wide]
+
+
+def test_a_run_that_cannot_be_costed_leaves_the_order_to_the_workers(tmp_path):
+    missing = tiny_config(dataset="dsprites_npz", dataset_kwargs={"path": str(tmp_path / "absent.npz")})
+    configs = {str(i): c for i, c in enumerate([tiny_config(steps=4), missing, tiny_config(steps=8)])}
+    assert sweep.longest_first(configs) == ["0", "1", "2"]  # the worker then names the missing file

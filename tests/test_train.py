@@ -1,7 +1,10 @@
 """The training loop: determinism, checkpoint round trip and resume, the NaN guard, the run store."""
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,3 +135,21 @@ def test_missing_snapshot_names_the_fix(tmp_path):
     next(runs.run_dir(config, tmp_path).glob("snapshots/*8.pt")).unlink()
     with pytest.raises(FileNotFoundError, match="get_or_train"):
         runs.load_snapshots(config, store=tmp_path, device="cpu")
+
+
+def test_freed_memory_stays_in_the_process_on_glibc_and_weights_do_not_change(tmp_path):
+    import platform
+
+    from dvae_core.train import keep_freed_memory
+
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    # the setting is process-wide: a run trained after it matches one trained in a fresh process before it
+    fresh = subprocess.run([sys.executable, "-c", (
+        "import torch, sys; sys.path.insert(0, %r); from test_train import tiny_config, params; "
+        f"torch.set_num_threads({torch.get_num_threads()}); "
+        "import dvae_core.train as t; t.keep_freed_memory = lambda: False; "
+        "r = t.train(tiny_config(), %r, device='cpu', progress=False); torch.save(params(r['model']), %r)"
+    ) % (str(Path(__file__).parent), str(tmp_path / "a"), str(tmp_path / "a.pt"))], capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stderr
+    here = train(tiny_config(), tmp_path / "b", device="cpu", progress=False)
+    assert torch.equal(torch.load(tmp_path / "a.pt"), params(here["model"]))

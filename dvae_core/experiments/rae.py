@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +263,24 @@ def evaluate_model(run: dict, train: ImageSet, test: ImageSet, features, test_st
     return row
 
 
+def score_run(run: dict, p: RAEProfile, dataset: str, root: str | None, test_stats, seed: int = 0,
+              inception_path: str | os.PathLike | None = None) -> dict:
+    """:func:`evaluate_model` for one run, in a process that holds nothing else: reloads the data and the FID
+    features (the domain classifier from the run store's cache, where the notebook trained it once)."""
+    train, test = train_set(p, dataset, root), test_set(p, dataset, root)
+    device = str(next(run["model"].parameters()).device)
+    features, _ = feature_extractor(p, train, test, device, dataset, inception_path, cache_dir=run.get("store"))
+    return evaluate_model(run, train, test, features, test_stats, p, seed)
+
+
+def scorer(p: RAEProfile, dataset: str, root: str | None, test_stats, seed: int = 0,
+           inception_path: str | os.PathLike | None = None):
+    """``evaluate=`` for :func:`~dvae_core.runs.get_or_train_all`: each model's four FIDs are computed on the
+    worker that trained it, overlapping the other models' training; the rows are ``run["evaluation"]``."""
+    return partial(score_run, p=p, dataset=dataset, root=root, test_stats=test_stats, seed=seed,
+                   inception_path=inception_path)
+
+
 def table1(rows: list[dict], dataset: str = "MNIST") -> pd.DataFrame:
     """Ours beside the paper's (the paper's dataset ``dataset``), one row per model in the paper's order."""
     order = ["vae", "cv_vae", "wae", "rae_gp", "rae_l2", "rae_sn", "rae", "ae"]
@@ -420,11 +439,13 @@ def inception_extractor(path: str | os.PathLike | None = None, device: str = "au
 
 
 def feature_extractor(p: RAEProfile, train: ImageSet, test: ImageSet, device: str = "auto",
-                      dataset: str | None = None, inception_path: str | os.PathLike | None = None):
+                      dataset: str | None = None, inception_path: str | os.PathLike | None = None,
+                      cache_dir: str | os.PathLike | None = None):
     """The FID feature function (images → (n, d) numpy) and a report of the extractor behind it.
 
     Labelled sets (Fashion-MNIST, MNIST-format files, CIFAR-10): a domain classifier trained on their labels,
-    on the images at their own size (padding cropped off). CelebA: Inception, from ``inception_path`` (default
+    on the images at their own size (padding cropped off), or loaded from ``cache_dir`` (default: the run
+    store) if trained before. CelebA: Inception, from ``inception_path`` (default
     ``$DVAE_DATA_DIR/inception-2015-12-05.pt``). ``dataset`` defaults to the one ``train`` was made from.
     """
     from dvae_core.metrics.fid import DomainClassifierConfig, extract_features, train_domain_classifier
@@ -445,7 +466,7 @@ def feature_extractor(p: RAEProfile, train: ImageSet, test: ImageSet, device: st
                                     size=settings.source_size)
     trained = train_domain_classifier(crop_to_source(train.data, dataset), train.labels,
                                       crop_to_source(test.data, dataset), test.labels, config,
-                                      device=str(resolve_device(device)))
+                                      device=str(resolve_device(device)), cache_dir=cache_dir)
     classifier = trained["model"]
 
     def features(images: torch.Tensor) -> np.ndarray:
@@ -527,12 +548,13 @@ def dataset_table1(p: RAEProfile, dataset: str, seed: int = 0, device: str = "au
     else:
         root = None if data_dir is None else str(data_dir)
     train, test = train_set(p, dataset, root), test_set(p, dataset, root)
-    features, report = feature_extractor(p, train, test, device, dataset, inception_path)
+    features, report = feature_extractor(p, train, test, device, dataset, inception_path, cache_dir=store)
     test_stats = feature_statistics(features(test.data))
     floor = real_data_fid(features, train, test_stats, p, seed)
     runs = get_or_train_all(run_configs(p, seed=seed, dataset=dataset, root=root),
-                            store=Path(store) if store is not None else None, device=device)
-    rows = [evaluate_model(run, train, test, features, test_stats, p, seed) for run in runs]
+                            store=Path(store) if store is not None else None, device=device,
+                            evaluate=scorer(p, dataset, root, test_stats, seed, inception_path))
+    rows = [run["evaluation"] for run in runs]
     return {"dataset": train.name, "paper_column": settings.paper_column, "rows": rows, "features": report,
             "floor": floor}
 

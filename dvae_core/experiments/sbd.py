@@ -18,6 +18,7 @@ with fixed variance is unconfirmed).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from dvae_core.evaluate import evaluate_elbo, mean_encoder
 from dvae_core.metrics import mig, sample_codes
 from dvae_core.models import FactorVAEConfig, VAEConfig
 from dvae_core.profiles import select
-from dvae_core.train import TrainConfig, throughput
+from dvae_core.train import TrainConfig, build_dataset, throughput
 
 PAPER = "Watters et al. 2019 (Spatial Broadcast Decoder)"
 
@@ -106,6 +107,18 @@ def evaluate_run(run: dict, dataset, p: Fig2Profile) -> dict:
     return {"decoder": config.model.decoder, "seed": config.seed, "mig": scores["score"],
             "recon_nll": elbo["recon_nll"], "kl": elbo["kl"], "kl_per_dim": elbo["kl_per_dim"],
             "mig_per_factor": scores["per_factor"], "train_images_per_s": throughput(run["history"])}
+
+
+def score_on_training_data(run: dict, p: Fig2Profile, score=evaluate_run) -> dict:
+    """``score(run, dataset, p)`` on the data the run trained on (its config's dataset and kwargs)."""
+    return score(run, build_dataset(run["config"]), p)
+
+
+def scorer(p: Fig2Profile, score=evaluate_run):
+    """``evaluate=`` for :func:`~dvae_core.runs.get_or_train_all`: each run is scored by ``score`` (default
+    :func:`evaluate_run`) on its own training data, on the worker that trained it, so one run's MIG
+    overlaps the next run's training; the rows are ``run["evaluation"]``."""
+    return partial(score_on_training_data, p=p, score=score)
 
 
 def fig2_table(rows: list[dict]) -> pd.DataFrame:

@@ -47,7 +47,7 @@ from torch import nn
 from dvae_core.data.files import DATA_DIR_ENV, FASHION_MNIST_DIR, default_data_path, load_mnist_like
 from dvae_core.metrics.encode import as_codes
 from dvae_core.runs import default_store
-from dvae_core.train import atomic_torch_save, canonical_json, resolve_device
+from dvae_core.train import atomic_torch_save, canonical_json, keep_freed_memory, resolve_device
 
 Images = Union[torch.Tensor, Iterable[torch.Tensor]]
 
@@ -346,6 +346,7 @@ def train_domain_classifier(images: np.ndarray | torch.Tensor, labels: np.ndarra
         return {"model": model, "test_accuracy": state["test_accuracy"], "train_seconds": state["train_seconds"],
                 "path": path, "from_cache": True}
 
+    keep_freed_memory()  # as the training loop does
     start = time.perf_counter()
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
