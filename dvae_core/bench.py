@@ -343,7 +343,7 @@ def measure_compiled(config: TrainConfig, x, x2, warmup: int, steps: int, device
     return {"images_per_s": rate["images_per_s"], "compile_seconds": rate["warmup_seconds"]}
 
 
-COMPILE_MARK = "DVAE_BENCH_COMPILE "
+WORKER_MARK = "DVAE_BENCH_WORKER "  # the line a bench worker prints its JSON result on
 
 
 def default_allocator_worker(name: str, profile: str, warmup: int, steps: int, device: str) -> dict[str, Any]:
@@ -368,12 +368,12 @@ def compile_worker(name: str, profile: str, warmup: int, steps: int, device: str
     return _option(lambda: measure_compiled(config, x, x2, warmup, steps, dev))
 
 
-def compile_in_subprocess(name: str, profile: str, warmup: int, steps: int, device: str,
+def worker_in_subprocess(name: str, profile: str, warmup: int, steps: int, device: str,
                           timeout: float | None, worker: str = "compile") -> dict[str, Any]:
-    """:func:`compile_worker` in a child process (same torch threads), killed with its process group after
+    """A bench worker in a child process (same torch threads): :func:`compile_worker` by default, or
+    :func:`default_allocator_worker` with ``worker="default-allocator"``. It is killed with its process group after
     ``timeout`` seconds: a compilation that hangs or takes too long becomes an error string, never a crash.
-    (A signal cannot stop it in-process: inductor catches the exception and compiles again, synchronously.)
-    ``worker="default-allocator"`` runs :func:`default_allocator_worker` the same way."""
+    (A signal cannot stop it in-process: inductor catches the exception and compiles again, synchronously.)"""
     command = [sys.executable, "-m", "dvae_core.bench", f"--{worker}-worker", "--models", name, "--profiles", profile,
                "--warmup", str(warmup), "--steps", str(steps), "--device", device,
                "--threads", str(torch.get_num_threads())]
@@ -388,8 +388,8 @@ def compile_in_subprocess(name: str, profile: str, warmup: int, steps: int, devi
         child.communicate()
         return {"error": f"took longer than {timeout:g} s (stopped)"}
     for line in reversed(out.splitlines()):
-        if line.startswith(COMPILE_MARK):
-            return json.loads(line[len(COMPILE_MARK):])
+        if line.startswith(WORKER_MARK):
+            return json.loads(line[len(WORKER_MARK):])
     last = (err.strip().splitlines() or ["no output"])[-1]
     return {"error": f"{worker} worker exited with status {child.returncode}: {last}"[:300]}
 
@@ -452,7 +452,7 @@ def measure_model(name: str, profile: str, sizes: Sizes, device: str = "auto") -
         "contiguous": eager, "channels_last": _option(bare_option(channels_last=True))}}
     if sizes.compile:
         _log(f"{name} {profile}: torch.compile (limit {sizes.compile_timeout:g} s)")
-        compiled = compile_in_subprocess(name, profile, warmup, steps, device, sizes.compile_timeout)
+        compiled = worker_in_subprocess(name, profile, warmup, steps, device, sizes.compile_timeout)
     else:
         compiled = {"skipped": "quick mode"}
     levers["compile"] = {"baseline": "eager", "candidate": "compiled", "options": {"eager": eager, "compiled": compiled}}
@@ -460,7 +460,7 @@ def measure_model(name: str, profile: str, sizes: Sizes, device: str = "auto") -
         default_allocator = {"skipped": "quick mode"}
     else:
         _log(f"{name} {profile}: glibc's default allocator, in a child process")
-        default_allocator = compile_in_subprocess(name, profile, warmup, steps, device, None, "default-allocator")
+        default_allocator = worker_in_subprocess(name, profile, warmup, steps, device, None, "default-allocator")
     levers["allocator"] = {"baseline": "glibc default", "candidate": "keep_freed_memory",
                            "options": {"glibc default": default_allocator, "keep_freed_memory": eager}}
 
@@ -645,7 +645,8 @@ def bench_markdown(results: dict | None, figure: str | None = f"/book/_generated
         batch_label = f"{batch['candidate']} vs {batch['baseline']}: " if batch else ""
         lines.append(f"| {r['label']} | `{r['profile']}` | {lever_cell(lv.get('threads'))} | "
                      f"{lever_cell(lv.get('channels_last'))} | {lever_cell(lv.get('compile'))} | "
-                     f"{lever_cell(lv.get('allocator'))} | {lever_cell(lv.get('eval_context'))} | {lever_cell(lv.get('eval_context'), 'no_grad')} | "
+                     f"{lever_cell(lv.get('allocator'))} | {lever_cell(lv.get('eval_context'))} | "
+                     f"{lever_cell(lv.get('eval_context'), 'no_grad')} | "
                      f"{batch_label}{lever_cell(batch)} |")
     compiled = [r for r in _ok_records(results) if "compile_seconds" in r["levers"].get("compile", {}).get(
         "options", {}).get("compiled", {})]
@@ -761,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the page fragment and figure go (default book/_generated)")
     parser.add_argument("--no-page", action="store_true", help="write the results only, not the page fragment")
     parser.add_argument("--render-only", action="store_true", help="measure nothing: rebuild the page from --output")
-    parser.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)  # see compile_in_subprocess
+    parser.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)  # see worker_in_subprocess
     parser.add_argument("--default-allocator-worker", action="store_true", help=argparse.SUPPRESS)  # the same
     args = parser.parse_args(argv)
 
@@ -783,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup = args.warmup if args.warmup is not None else DEFAULT_WARMUP
         steps = args.steps if args.steps is not None else DEFAULT_STEPS[profiles[0]]
         worker = compile_worker if args.compile_worker else default_allocator_worker
-        print(COMPILE_MARK + json.dumps(worker(models[0], profiles[0], warmup, steps, args.device)))
+        print(WORKER_MARK + json.dumps(worker(models[0], profiles[0], warmup, steps, args.device)))
         return 0
     sizes = QUICK if args.quick else Sizes(compile_timeout=args.compile_timeout)
     if args.steps is not None:

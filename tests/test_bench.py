@@ -192,13 +192,13 @@ def test_compile_lever_failure_or_timeout_is_recorded(monkeypatch, capsys, one_t
     assert bench.main(["--compile-worker", "--models", "deconv_vae", "--profiles", "smoke", "--steps", "1",
                        "--warmup", "1", "--device", "cpu"]) == 0
     line = capsys.readouterr().out.strip()
-    assert line == bench.COMPILE_MARK + json.dumps({"error": "RuntimeError: no C++ compiler"})
+    assert line == bench.WORKER_MARK + json.dumps({"error": "RuntimeError: no C++ compiler"})
 
     start = time.perf_counter()  # a child that is not done in time is killed (it has not even imported torch)
-    assert bench.compile_in_subprocess("deconv_vae", "smoke", 1, 1, "cpu", timeout=0.2) == {
+    assert bench.worker_in_subprocess("deconv_vae", "smoke", 1, 1, "cpu", timeout=0.2) == {
         "error": "took longer than 0.2 s (stopped)"}
     assert time.perf_counter() - start < 5
-    crashed = bench.compile_in_subprocess("nope", "smoke", 1, 1, "cpu", timeout=120)
+    crashed = bench.worker_in_subprocess("nope", "smoke", 1, 1, "cpu", timeout=120)
     assert crashed["error"].startswith("compile worker exited with status 2: error: unknown model 'nope'")
 
 
@@ -214,7 +214,7 @@ def test_committed_fragment_matches_results():
 
 def test_allocator_lever_measures_glibc_defaults_in_a_fresh_process(one_thread):
     """The child never calls keep_freed_memory, so it times the bare step with glibc's own settings."""
-    default = bench.compile_in_subprocess("deconv_vae", "smoke", 1, 2, "cpu", timeout=120, worker="default-allocator")
+    default = bench.worker_in_subprocess("deconv_vae", "smoke", 1, 2, "cpu", timeout=120, worker="default-allocator")
     assert default["images_per_s"] > 0, default
-    crashed = bench.compile_in_subprocess("nope", "smoke", 1, 1, "cpu", timeout=120, worker="default-allocator")
+    crashed = bench.worker_in_subprocess("nope", "smoke", 1, 1, "cpu", timeout=120, worker="default-allocator")
     assert crashed["error"].startswith("default-allocator worker exited with status 2: error: unknown model 'nope'")
