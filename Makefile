@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PROFILE ?= preview
 
-.PHONY: setup book reproduce build-book test smoke-notebooks
+.PHONY: setup book reproduce build-book test test-fast sync-notebooks smoke-notebooks
 setup:
 	bash scripts/setup.sh
 
@@ -23,3 +23,12 @@ test: setup
 	rm -rf _build/nbval
 	$(PY) scripts/smoke_notebooks.py _build/nbval
 	$(PY) -m pytest tests _build/nbval --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:randomly
+
+# The unit tests alone (no book build, no browser, no notebooks): about 2 minutes on 2 cores.
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow" -p no:randomly
+
+# After editing a notebook's source notebooks/<name>.md: carry it into notebooks/<name>.ipynb (the outputs of
+# unchanged cells are kept), then re-run the notebook with `python -m dvae_core.reproduce --only <name>`.
+sync-notebooks: setup
+	.venv/bin/jupytext --sync notebooks/*.md

@@ -14,11 +14,11 @@ RAE, VLAE), at the ``preview`` and ``paper`` sizes of the experiment modules' ow
   ``--compile-timeout`` seconds; a failure or a timeout is recorded as an error string, never raised),
   plain vs ``no_grad`` vs ``inference_mode`` encoding, the metric-encoding batch size
   (``encode_means`` with the book's 256 vs 1024 images per call), and glibc's allocator as the book sets
-  it (:func:`~dvae_core.train.keep_freed_memory`) against its defaults, which only a fresh child process
+  it (:func:`~dvae_core.infra.keep_freed_memory`) against its defaults, which only a fresh child process
   still has.
 
 Results go to ``results/bench.json`` (atomically, after every record) and the book page
-``book/cost.md`` includes what :func:`write_page` makes of them (``book/_generated/bench.md`` and
+``book/cost.md`` includes what :func:`dvae_core.bench_report.write_page` makes of them (``book/_generated/bench.md`` and
 ``bench.png``). Progress goes to stderr; stdout gets the path of the results file.
 
     python -m dvae_core.bench                                  # preview and paper, every model
@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import io
 import json
-import math
 import os
 import platform
 import signal
@@ -51,15 +49,11 @@ import torch
 
 from dvae_core.evaluate import ENCODE_BATCH
 from dvae_core.profiles import PROFILES, check_profile
-from dvae_core.reproduce import GENERATED_DIR, REPO_ROOT, RESULTS_DIR
-from dvae_core.train import (TrainConfig, atomic_write_text, build_dataset, build_model, keep_freed_memory,
-                             make_optimizer, resolve_device, train)
+from dvae_core.infra import REPO_ROOT, atomic_write_text, keep_freed_memory, resolve_device
+from dvae_core.bench_report import DEFAULT_OUTPUT, GENERATED_DIR, OVERHEAD_GOAL, load_results, write_page
+from dvae_core.papers import BenchModel, bench_models
+from dvae_core.train import TrainConfig, build_dataset, build_model, make_optimizer, model_kind, train
 
-DEFAULT_OUTPUT = RESULTS_DIR / "bench.json"
-PAGE_FRAGMENT = "bench.md"
-# Not under _generated/figures/: reproduce.export_figures prunes every PNG there that is not a notebook figure.
-PAGE_FIGURE = "bench.png"
-OVERHEAD_GOAL = 0.10
 SCHEMA = 1
 
 DEFAULT_PROFILES = ("preview", "paper")
@@ -92,44 +86,9 @@ QUICK = Sizes(warmup=1, steps=2, data_seconds=0.02, encode_images=64, encode_bat
 
 
 # ----------------------------------------------------------------------------------------------- models
-
-
-def _sb(decoder: str) -> Callable[[str], TrainConfig]:
-    def config(profile: str) -> TrainConfig:
-        from dvae_core.experiments import sbd
-
-        p = sbd.fig2_profile(profile)
-        return sbd.comparison_config(p, decoder, p.seeds[0])
-    return config
-
-
-def _factor_vae(profile: str) -> TrainConfig:
-    from dvae_core.experiments import fvae_tradeoff
-
-    p = fvae_tradeoff.profile_settings(profile)
-    return fvae_tradeoff.run_config(p, p.seeds[0], gamma=p.gammas[len(p.gammas) // 2])
-
-
-def _rae(profile: str) -> TrainConfig:
-    from dvae_core.experiments import rae
-
-    return rae.run_config(rae.rae_profile(profile), "rae")
-
-
-def _vlae(profile: str) -> TrainConfig:
-    from dvae_core.experiments import vlae
-
-    return vlae.run_config(vlae.vlae_profile(profile), "vlae")
-
-
-#: name → (label, where the config comes from, profile → the TrainConfig the book trains).
-MODELS: dict[str, tuple[str, str, Callable[[str], TrainConfig]]] = {
-    "sb_vae": ("SB-VAE", "sbd.comparison_config(fig2_profile, 'sb')", _sb("sb")),
-    "deconv_vae": ("DeConv-VAE", "sbd.comparison_config(fig2_profile, 'deconv')", _sb("deconv")),
-    "factor_vae": ("FactorVAE", "fvae_tradeoff.run_config(gamma=middle of the grid)", _factor_vae),
-    "rae": ("RAE", "rae.run_config(rae_profile, 'rae')", _rae),
-    "vlae": ("VLAE", "vlae.run_config(vlae_profile, 'vlae')", _vlae),
-}
+#: name → BenchModel(label, where its config comes from, profile → the TrainConfig the book trains): every
+#: registered paper's ``BENCH_MODELS``.
+MODELS: dict[str, BenchModel] = bench_models()
 
 
 def parse_names(text: str | None, choices, what: str, default) -> tuple[str, ...]:
@@ -151,7 +110,7 @@ def bench_config(name: str, profile: str) -> TrainConfig:
     """The TrainConfig the book trains for model family ``name`` at ``profile``."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: choose from {', '.join(MODELS)}")
-    return MODELS[name][2](check_profile(profile))
+    return MODELS[name].config(check_profile(profile))
 
 
 # ------------------------------------------------------------------------------------------- arithmetic
@@ -185,14 +144,6 @@ def loop_rate(history: list[dict], batch_size: int, warmup: int) -> dict[str, fl
         raise RuntimeError(f"no logged window after warm-up step {warmup}: history {history}")
     return {"images_per_s": images / seconds, "data_fraction": data / seconds, "steps": previous - warmup,
             "seconds": seconds}
-
-
-def speedup(lever: dict, option: str | None = None) -> float | None:
-    """Rate of ``option`` (default: the lever's candidate) over its baseline's; None if either has none."""
-    options = lever.get("options", {})
-    base = options.get(lever.get("baseline"), {}).get("images_per_s")
-    rate = options.get(option or lever.get("candidate"), {}).get("images_per_s")
-    return rate / base if base and rate else None
 
 
 # ------------------------------------------------------------------------------------------- measuring
@@ -348,7 +299,7 @@ WORKER_MARK = "DVAE_BENCH_WORKER "  # the line a bench worker prints its JSON re
 
 def default_allocator_worker(name: str, profile: str, warmup: int, steps: int, device: str) -> dict[str, Any]:
     """What ``--default-allocator-worker`` prints: the bare step in a process that has not called
-    :func:`~dvae_core.train.keep_freed_memory` (the setting cannot be undone in the process that made it)."""
+    :func:`~dvae_core.infra.keep_freed_memory` (the setting cannot be undone in the process that made it)."""
     config = bench_config(name, profile)
     dev = resolve_device(device)
     x, x2 = make_batches(config, build_dataset(config), dev)
@@ -402,7 +353,7 @@ def measure_model(name: str, profile: str, sizes: Sizes, device: str = "auto") -
     keep_freed_memory()  # as train() does, so the bare step and the loop allocate alike
     began = time.perf_counter()
     batch = config.batch_size
-    batches_per_step = 2 if config.factor_vae is not None else 1
+    batches_per_step = 2 if model_kind(config) == "factor_vae" else 1
     label, source, _ = MODELS[name]
     record: dict[str, Any] = {
         "model": name, "label": label, "profile": profile, "source": source, "dataset": config.dataset,
@@ -545,199 +496,7 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
-def load_results(path: Path = DEFAULT_OUTPUT) -> dict | None:
-    path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
 
-
-# --------------------------------------------------------------------------------------------- the page
-
-FRAGMENT_HEADER = "% Generated by dvae_core/bench.py from results/bench.json; do not edit by hand."
-REGENERATE = "`.venv/bin/python -m dvae_core.bench`"
-
-
-def _rate(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def _percent(value: float) -> str:
-    return f"{100 * value:.1f} %"
-
-
-def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "/")
-
-
-def lever_cell(lever: dict | None, option: str | None = None) -> str:
-    """``×1.23`` for the lever's candidate over its baseline, or why there is no number."""
-    if not lever:
-        return "–"
-    chosen = lever["options"].get(option or lever["candidate"], {})
-    for key in ("error", "skipped"):
-        if key in chosen:
-            return _cell(f"{'failed' if key == 'error' else 'skipped'}: {chosen[key]}")
-    ratio = speedup(lever, option)
-    return "–" if ratio is None else f"×{ratio:.2f}"
-
-
-def _ok_records(results: dict) -> list[dict]:
-    return [r for r in results.get("records", []) if "error" not in r]
-
-
-def _size(record: dict) -> str:
-    shape = record.get("image_shape")
-    return (f"{shape[1]}×{shape[2]}×{shape[0]}, " if shape else "") + f"batch {record['batch_size']}"
-
-
-def bench_markdown(results: dict | None, figure: str | None = f"/book/_generated/{PAGE_FIGURE}") -> str:
-    """The page fragment: how it was measured, the loop table, the figure (``figure``: its path in the
-    book, None for none) and the levers table; "not yet measured" without results."""
-    lines = [FRAGMENT_HEADER, ""]
-    if not results:
-        return "\n".join(lines + [f"**Not yet measured.** Run {REGENERATE} (minutes, on an otherwise idle machine) "
-                                  "to write `results/bench.json` and fill in this section."]) + "\n"
-    m, goal = results["machine"], results.get("overhead_goal", OVERHEAD_GOAL)
-    steps = ", ".join(f"{p} {n}" for p, n in results["settings"]["steps"].items())
-    load = m.get("load_average_start")
-    lines += [f"Measured {results['created']} on {m['cpus_available']} of {m['cpu_count']} CPUs ({m['processor']}), "
-              f"torch {m['torch']}, {m['threads']} torch threads, device `{m['device']}`"
-              + (f", load average {load[0]:.2f} at the start" if load else "")
-              + f"; timed steps per measurement: {steps}, after {results['settings']['warmup']} warm-up.", ""]
-    if results.get("quick"):
-        lines += ["```{warning}", "These numbers come from a `--quick` run (a couple of steps): they exercise "
-                  f"the code, they measure nothing. Re-run {REGENERATE} for real numbers.", "```", ""]
-    if not results.get("complete", True):
-        lines += ["```{note}", "The run that wrote these numbers did not finish: some models are missing.", "```", ""]
-    lines += ["### Training loop against the bare step", "",
-              "| model | profile | images | parameters | loop images/s | bare images/s | loop overhead "
-              "| data share of loop time | overhead without data | data images/s | data headroom |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in results.get("records", []):
-        if "error" in r:
-            lines.append(f"| {r['label']} | `{r['profile']}` | failed: {_cell(r['error'])} | | | | | | | | |")
-            continue
-        over = _percent(r["overhead"])
-        over = over if r["overhead"] <= goal else f"**{over}** (goal ≤ {100 * goal:.0f} %)"
-        lines.append(f"| {r['label']} | `{r['profile']}` | {_size(r)} | {r['parameters']:,} | "
-                     f"{_rate(r['loop_images_per_s'])} | {_rate(r['bare_images_per_s'])} | {over} | "
-                     f"{_percent(r['loop_data_fraction'])} | {_percent(r['overhead_excluding_data'])} | "
-                     f"{_rate(r['data_images_per_s'])} | ×{r['data_headroom']:.1f} |")
-    if figure and _ok_records(results):
-        lines += ["", f"```{{figure}} {figure}", ":name: fig-cost-bench", ":alt: Training images per second per "
-                  "model and profile, and the speed-up of each lever", "",
-                  "Top: training images/s of the loop, of the bare step and of data generation alone "
-                  "(log scale), per model and profile. Bottom: speed-up of each lever over its baseline "
-                  "(1 = no change; missing bars failed or were skipped).", "```"]
-    small, big = sorted(results["settings"].get("encode_batches", (64, 1024)))
-    lines += ["", "### Speed levers", "",
-              "Speed-up of each option over its baseline: the bare training step with 2 torch threads instead of 1, "
-              "in channels_last memory format, compiled with `torch.compile`, and with glibc's allocator set as "
-              "the book sets it (`keep_freed_memory`) instead of its defaults; encoding for the metrics under "
-              f"`inference_mode` and `no_grad` instead of plain autograd, and {big} instead of {small} images per "
-              "call.", "",
-              "| model | profile | 2 threads vs 1 | channels_last | torch.compile | allocator | inference_mode "
-              "| no_grad | encode batch |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in _ok_records(results):
-        lv = r["levers"]
-        batch = lv.get("encode_batch")
-        batch_label = f"{batch['candidate']} vs {batch['baseline']}: " if batch else ""
-        lines.append(f"| {r['label']} | `{r['profile']}` | {lever_cell(lv.get('threads'))} | "
-                     f"{lever_cell(lv.get('channels_last'))} | {lever_cell(lv.get('compile'))} | "
-                     f"{lever_cell(lv.get('allocator'))} | {lever_cell(lv.get('eval_context'))} | "
-                     f"{lever_cell(lv.get('eval_context'), 'no_grad')} | "
-                     f"{batch_label}{lever_cell(batch)} |")
-    compiled = [r for r in _ok_records(results) if "compile_seconds" in r["levers"].get("compile", {}).get(
-        "options", {}).get("compiled", {})]
-    if compiled:
-        lines += ["", "Compilation itself took " + ", ".join(
-            f"{r['levers']['compile']['options']['compiled']['compile_seconds']:.0f} s ({r['label']}, {r['profile']})"
-            for r in compiled) + "."]
-    return "\n".join(lines) + "\n"
-
-
-#: The levers the figure shows: (lever, option, label).
-FIGURE_LEVERS = (("threads", None, "2 threads vs 1"), ("channels_last", None, "channels_last"),
-                 ("compile", None, "torch.compile"), ("allocator", None, "allocator kept vs glibc default"),
-                 ("eval_context", None, "inference_mode vs plain"), ("encode_batch", None, "encode batch large vs small"))
-
-
-def bench_figure(results: dict):
-    """Images/s per model (loop, bare, data; one column per profile, log scale) over the levers' speed-ups."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    records = _ok_records(results or {})
-    profiles = list(dict.fromkeys(r["profile"] for r in records)) or ["none"]
-    fig, axes = plt.subplots(2, len(profiles), figsize=(5.4 * len(profiles) + 0.8, 8.0), squeeze=False)
-    series = (("loop_images_per_s", "training loop", "C0"), ("bare_images_per_s", "bare step", "C1"),
-              ("data_images_per_s", "data generation alone", "C2"))
-    for col, profile in enumerate(profiles):
-        mine = [r for r in records if r["profile"] == profile]
-        top, bottom = axes[0, col], axes[1, col]
-        if not mine:
-            for ax in (top, bottom):
-                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
-                ax.set_axis_off()
-            continue
-        y = np.arange(len(mine))
-        height = 0.8 / len(series)
-        for i, (key, label, color) in enumerate(series):
-            top.barh(y + (i - 1) * height, [r[key] for r in mine], height, label=label, color=color)
-        for yi, r in zip(y, mine):
-            top.annotate(f"overhead {_percent(r['overhead'])}", (r["loop_images_per_s"], yi - height),
-                         xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
-        top.set_xscale("log")
-        top.set_xlabel("images / s (log scale)")
-        top.set_title(f"profile {profile}")
-        height = 0.8 / len(FIGURE_LEVERS)
-        for i, (lever, option, label) in enumerate(FIGURE_LEVERS):
-            values = [speedup(r["levers"][lever], option) if lever in r.get("levers", {}) else None for r in mine]
-            bottom.barh(y + (i - (len(FIGURE_LEVERS) - 1) / 2) * height,
-                        [v if v is not None else np.nan for v in values], height, label=label, color=f"C{i + 3}")
-        bottom.axvline(1.0, color="0.3", lw=0.8)
-        bottom.set_xscale("log")
-        bottom.xaxis.set_major_locator(LogLocator(base=2))
-        bottom.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"×{v:g}"))
-        bottom.xaxis.set_minor_formatter(NullFormatter())
-        bottom.set_xlabel("speed-up over the baseline (log scale)")
-        for ax in (top, bottom):
-            ax.set_yticks(y, [r["label"] for r in mine])
-            ax.invert_yaxis()
-            ax.grid(axis="x", color="0.9", lw=0.6)
-            ax.set_axisbelow(True)
-    for row in (0, 1):
-        handles, labels = next(((h, l) for ax in axes[row] for h, l in [ax.get_legend_handles_labels()] if h),
-                               ([], []))
-        if handles:
-            axes[row, 0].legend(handles, labels, fontsize=7, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.16),
-                                frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def write_page(results: dict | None, generated_dir: Path = GENERATED_DIR) -> list[Path]:
-    """Write ``bench.md`` (and ``bench.png`` when there are numbers) into ``generated_dir``; returns the paths."""
-    import matplotlib.pyplot as plt
-
-    generated_dir = Path(generated_dir)
-    fragment, png = generated_dir / PAGE_FRAGMENT, generated_dir / PAGE_FIGURE
-    written = [fragment]
-    if results and _ok_records(results):
-        fig = bench_figure(results)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-        plt.close(fig)
-        png.parent.mkdir(parents=True, exist_ok=True)
-        tmp = png.with_name(png.name + ".tmp")
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, png)
-        written.append(png)
-    else:
-        png.unlink(missing_ok=True)  # a figure the fragment does not show would be stale
-    atomic_write_text(fragment, bench_markdown(results))
-    return written
 
 
 # ------------------------------------------------------------------------------------------------ CLI

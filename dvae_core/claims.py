@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from dvae_core.runs import REPO_ROOT
-from dvae_core.train import atomic_write_text
+from dvae_core.infra import REPO_ROOT, atomic_write_text
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 RESULTS_DIR = REPO_ROOT / "results"

@@ -10,6 +10,8 @@ run the same command again. Prints one run folder per config on stdout, in order
     python -m dvae_core.cli run.json --store /scratch/runs --device cuda
     python -m dvae_core.cli grid.json --jobs 2                     # a list of configs, 2 processes
     python -m dvae_core.cli grid.json --scheduler tcp://scheduler:8786   # on a Dask cluster
+    python -m dvae_core.cli --recipe sb_vae --profile paper > sb.json     # a registered paper's run, as JSON
+    python -m dvae_core.cli --migrate-store                               # rename runs of older recipe layouts
 
 Expected failures (a bad config, a damaged checkpoint, a missing data file, a NaN loss) end with a
 single ``error: …`` line on stderr that says what to fix, no traceback, and exit status 2 for bad
@@ -24,6 +26,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -93,15 +96,21 @@ def config_from_dict(data: Any, source: str = "config"):
     """A :class:`TrainConfig` from parsed JSON, refusing unknown parameters, wrong types, an unknown
     dataset or decoder with a message that lists the valid choices."""
     from dvae_core.data import DATASETS
-    from dvae_core.models import DECODERS, FactorVAEConfig
-    from dvae_core.train import MODEL_CONFIGS, TrainConfig
+    from dvae_core.models import DECODERS
+    from dvae_core.train import MODEL_CONFIGS, TrainConfig, upgrade_recipe
 
+    if isinstance(data, dict) and "factor_vae" in data:  # a recipe from before FactorVAE was a model kind
+        for part in ("factor_vae", "model"):
+            if not isinstance(data.get(part, {}), dict):
+                raise ConfigError(f"{source}: {part!r} must be a JSON object of parameters, "
+                                  f"got {json.dumps(data[part])[:60]}")
+        data = upgrade_recipe(data)
     model = data.get("model") if isinstance(data, dict) else None
     kind = model.get("kind", "vae") if isinstance(model, dict) else "vae"
     if kind not in MODEL_CONFIGS:
         raise ConfigError(f"{source}: unknown model kind {kind!r}; choose one of {', '.join(sorted(MODEL_CONFIGS))}")
     kwargs = _checked(data, TrainConfig, "parameter", source,
-                      nested={"model": MODEL_CONFIGS[kind], "factor_vae": FactorVAEConfig})
+                      nested={"model": MODEL_CONFIGS[kind]})
     try:
         config = TrainConfig(**kwargs)
     except ValueError as err:  # a model config's own check (e.g. an unknown RAE variant)
@@ -110,12 +119,35 @@ def config_from_dict(data: Any, source: str = "config"):
         close = difflib.get_close_matches(config.dataset, DATASETS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"{source}: unknown dataset {config.dataset!r}{hint}; choose one of {', '.join(sorted(DATASETS))}")
-    if kind == "vae" and config.model.decoder not in DECODERS:
+    if kind in ("vae", "factor_vae") and config.model.decoder not in DECODERS:
         raise ConfigError(f"{source}: unknown decoder {config.model.decoder!r}; choose one of {', '.join(DECODERS)}")
     for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{source}: parameter {name!r} must be at least 1, got {getattr(config, name)}")
+    if not 0 <= config.seed < 2 ** 63:
+        raise ConfigError(f"{source}: parameter 'seed' must be a whole number from 0 to 2**63 - 1, got {config.seed}")
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        raise ConfigError(f"{source}: parameter 'lr' must be a finite number above 0, got {config.lr}")
+    for name in ("latent_dim", "code_dim"):
+        value = getattr(config.model, name, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"{source}: model parameter {name!r} must be at least 1, got {value}")
+    resolution = config.dataset_kwargs.get("resolution")
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1):
+        raise ConfigError(f"{source}: dataset_kwargs 'resolution' must be a whole number of pixels, got "
+                          f"{json.dumps(resolution)[:60]}")
     return config
+
+
+def registered_recipe(name: str, profile: str):
+    """The TrainConfig of run ``name`` of a registered paper (:func:`dvae_core.papers.bench_models`)."""
+    from dvae_core.papers import bench_models
+    from dvae_core.profiles import check_profile
+
+    models = bench_models()
+    if name not in models:
+        raise ConfigError(f"--recipe: unknown run {name!r}; choose one of {', '.join(models)}")
+    return models[name].config(check_profile(profile))
 
 
 def load_configs(path: Path) -> list:
@@ -163,8 +195,15 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dvae_core.cli", description=__doc__.split("\n\n")[0])
-    parser.add_argument("configs", nargs="+", type=Path, metavar="CONFIG.json",
+    parser.add_argument("configs", nargs="*", type=Path, metavar="CONFIG.json",
                         help="a JSON TrainConfig, or a list of them")
+    parser.add_argument("--recipe", metavar="NAME",
+                        help="print the JSON TrainConfig of a registered paper's representative run (the runs "
+                             "dvae_core.bench times, e.g. sb_vae) at --profile, and train nothing")
+    parser.add_argument("--profile", default="preview", help="the profile of --recipe (default preview)")
+    parser.add_argument("--migrate-store", action="store_true",
+                        help="move runs recorded under an older recipe layout (FactorVAE before it was a model kind) "
+                             "to their current names in --store, and train nothing")
     parser.add_argument("--store", type=Path, help="the run store (default: $DVAE_RUNS or <repo>/runs)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--jobs", type=int, help="parallel local processes for several configs (default $DVAE_JOBS or 1)")
@@ -172,20 +211,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads in this process (default: torch's)")
     args = parser.parse_args(argv)
 
+    if args.recipe is not None:
+        print(json.dumps(registered_recipe(args.recipe, args.profile).to_dict(), indent=1, default=list))
+        return 0
+    if args.migrate_store:
+        from dvae_core import runs
+        from dvae_core.infra import default_store
+
+        moved = runs.migrate_store(args.store or default_store())
+        for old, new in moved:
+            print(f"{old} -> {new}")
+        print(f"{len(moved)} run(s) moved", file=sys.stderr)
+        return 0
+    if not args.configs:
+        parser.error("give one or more CONFIG.json files (or --recipe NAME)")
     configs = [config for path in args.configs for config in load_configs(path)]
 
     import torch
 
     from dvae_core import runs
+    from dvae_core.infra import default_store, resolve_device
     from dvae_core.sweep import describe, run_sweep
-    from dvae_core.train import CHECKPOINT, load_checkpoint, resolve_device
+    from dvae_core.train import CHECKPOINT, load_checkpoint
 
     resolve_device(args.device)  # an unknown or absent device fails before anything is written
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads {args.threads}: give 1 or more")
         torch.set_num_threads(args.threads)
-    store = (args.store or runs.default_store()).resolve()
+    store = (args.store or default_store()).resolve()
     for config in configs:
         checkpoint = runs.run_dir(config, store) / CHECKPOINT
         state = "new"

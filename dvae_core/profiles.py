@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
-from typing import Mapping, TypeVar
+from typing import Literal, Mapping, TypeVar, get_args
 
-PROFILES = ("smoke", "preview", "paper")
+ProfileName = Literal["smoke", "preview", "paper"]
+PROFILES = get_args(ProfileName)
 
 T = TypeVar("T")
 

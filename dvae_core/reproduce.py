@@ -24,15 +24,13 @@ import time
 from pathlib import Path
 
 from dvae_core.profiles import PROFILES, check_profile
-from dvae_core.runs import REPO_ROOT
-from dvae_core.train import atomic_write_text, resolve_device
+from dvae_core.infra import GENERATED_DIR, REPO_ROOT, RESULTS_DIR, atomic_write_text, resolve_device
+from dvae_core.papers import PAPERS, paper_of_notebook
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-RESULTS_DIR = REPO_ROOT / "results"
 SCORECARD_PAGE = REPO_ROOT / "book" / "scorecard.md"
-# Generated fragments the hand-written pages include (book/intro.md, book/reproduce.md), and the
-# PNGs of the notebooks' named figures shown as the landing page's gallery. Never edit by hand.
-GENERATED_DIR = REPO_ROOT / "book" / "_generated"
+# Under GENERATED_DIR: fragments the hand-written pages include (book/intro.md, book/reproduce.md), and
+# the PNGs of the notebooks' named figures shown as the landing page's gallery. Never edit by hand.
 FIGURES_DIR = GENERATED_DIR / "figures"
 TOC_FILE = REPO_ROOT / "_toc.yml"
 BOOK_PROFILE = "preview"
@@ -51,7 +49,7 @@ def find_notebooks(only: str | None = None) -> list[Path]:
         notebooks = [nb for nb in notebooks if fnmatch.fnmatch(nb.stem, only) or fnmatch.fnmatch(nb.name, only)]
         if not notebooks:
             known = ", ".join(nb.stem for nb in sorted(NOTEBOOKS_DIR.glob("*.ipynb")))
-            raise SystemExit(f"error: no notebook matches --only {only!r}; notebooks: {known}")
+            raise ValueError(f"no notebook matches --only {only!r}; notebooks: {known}")
     return notebooks
 
 
@@ -79,13 +77,47 @@ def execute(notebook: Path, output: Path, profile: str, device: str, seed: int) 
         tmp.unlink(missing_ok=True)
 
 
-def load_results(profile: str) -> list[dict]:
-    claims = []
+def read_json(path: Path) -> dict:
+    """A results file, or one line naming it and the fix if it is not readable JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is damaged ({err}): restore it (git checkout) or delete it, and run again") from None
+
+
+def check_results(profile: str) -> None:
+    """Every results file of ``profile`` reads, so that a damaged one stops the batch before any notebook
+    runs, not after all of them."""
     for path in sorted((RESULTS_DIR / profile).glob("*.json")):
-        if path.name in ("scorecard.json", "timings.json"):
-            continue
-        claims.extend(json.loads(path.read_text())["claims"])
+        read_json(path)
+
+
+def mark_stale(profile: str, notebook: str, reason: str) -> None:
+    """Record in ``notebook``'s results file that its claims are left from an earlier run (the notebook
+    failed since); the next successful run writes the file afresh, without the mark."""
+    path = RESULTS_DIR / profile / f"{notebook}.json"
+    if path.exists():
+        atomic_write_text(path, json.dumps({**read_json(path), "stale": reason}, indent=1) + "\n")
+
+
+def load_results(profile: str) -> list[dict]:
+    """Every notebook's claims under ``profile``, in book order: papers as the registry lists them, each
+    paper's notebooks as the table of contents does (results of notebooks outside it last, by name). The
+    claims of a notebook whose last run failed carry its results file's ``stale`` reason."""
+    order = {nb.stem: i for i, nb in enumerate(find_notebooks())}
+    paths = [p for p in (RESULTS_DIR / profile).glob("*.json") if p.name not in ("scorecard.json", "timings.json")]
+    claims = []
+    for path in sorted(paths, key=lambda p: (paper_rank(p.stem), order.get(p.stem, len(order)), p.stem)):
+        payload = read_json(path)
+        stale = {"stale": payload["stale"]} if "stale" in payload else {}
+        claims.extend({**c, **stale} for c in payload["claims"])
     return claims
+
+
+def paper_rank(notebook: str) -> int:
+    """The registry position of the paper ``notebook`` belongs to (after every paper for none)."""
+    owner = paper_of_notebook(notebook)
+    return PAPERS.index(owner) if owner is not None else len(PAPERS)
 
 
 def _compact(value, nested: bool = False) -> str:
@@ -121,6 +153,12 @@ def scorecard_markdown(claims: list[dict], timings: dict[str, float], profile: s
     which the landing page includes.
     """
     counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICT_BADGE}
+    per_paper = []
+    for entry in PAPERS:
+        mine = [c for c in claims if entry.owns(c["notebook"])]
+        if mine:
+            tally = ", ".join(f"{sum(c['verdict'] == v for c in mine)} {v}" for v in VERDICT_BADGE)
+            per_paper.append(f"- {entry.title}: {tally}")
     lines = [
         "# Scorecard", "",
         "Every claim the book checks, with the paper's value, ours and the verdict computed by code",
@@ -128,11 +166,14 @@ def scorecard_markdown(claims: list[dict], timings: dict[str, float], profile: s
         f"`results/{profile}/`; do not edit by hand.", "",
         CLAIMS_START,
         f"**{counts['reproduced']} reproduced, {counts['not reproduced']} not reproduced, "
-        f"{counts['inconclusive']} inconclusive** out of {len(claims)} claims.", "",
+        f"{counts['inconclusive']} inconclusive** out of {len(claims)} claims.", "", *per_paper,
+        *([""] if per_paper else []),
         "| claim | paper | ours | verdict | profile | notebook |", "|---|---|---|---|---|---|",
     ]
     for c in claims:
         badge = "{" + VERDICT_BADGE[c["verdict"]] + "}`" + c["verdict"] + "`"
+        if c.get("stale"):
+            badge += f" (stale: {c['stale']})"
         link = f"[{notebook_title(c['notebook'])}](../notebooks/{c['notebook']}.ipynb)"
         # a zero-width space after each "_" lets names like factor_vae_eval wrap in a narrow column
         cells = [c["claim"], _compact(c["paper_value"]), _compact(c["ours"]).replace("_", "_\u200b"), badge,
@@ -269,11 +310,13 @@ def gallery_markdown(figures: list[dict]) -> str:
 
 
 def write_book_fragments(profile: str) -> None:
-    """Regenerate what the hand-written pages include: the timings table (every profile's measured
-    times) and, for the book's profile, the figure gallery from the executed notebooks."""
+    """Regenerate what the hand-written pages include, for the book's profile only (a smoke or paper run
+    changes no committed file): the timings table (every profile's committed times) and the figure gallery
+    from the executed notebooks."""
+    if profile != BOOK_PROFILE:
+        return
     atomic_write_text(GENERATED_DIR / "timings.md", timings_markdown())
-    if profile == BOOK_PROFILE:
-        atomic_write_text(GENERATED_DIR / "gallery.md", gallery_markdown(export_figures(book_notebooks())))
+    atomic_write_text(GENERATED_DIR / "gallery.md", gallery_markdown(export_figures(book_notebooks())))
 
 
 def aggregate(profile: str, timings: dict[str, float]) -> dict:
@@ -291,15 +334,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", required=True, help=f"one of {', '.join(PROFILES)}")
     parser.add_argument("--only", help="glob over notebook names, e.g. 'sbd_*'")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="offsets every training seed (0 to 2**31 - 1)")
     parser.add_argument("--output-dir", type=Path, help="where executed notebooks go (default: see module doc)")
     args = parser.parse_args(argv)
     try:
         profile = check_profile(args.profile)
         resolve_device(args.device)  # 'cuda' on a machine without one fails here, not in every notebook
+        if not 0 <= args.seed < 2 ** 31:
+            raise ValueError(f"--seed {args.seed}: give a whole number from 0 to 2**31 - 1 (it offsets every "
+                             f"training seed)")
+        notebooks = find_notebooks(args.only)
+        check_results(profile)
     except ValueError as err:  # one line that names the fix, no usage block
         parser.exit(2, f"error: {err}\n")
-    notebooks = find_notebooks(args.only)
     os.environ["DVAE_PROGRESS"] = "0"  # kernels inherit it: no progress bars inside committed outputs
 
     timings_path = RESULTS_DIR / profile / "timings.json"
@@ -312,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             execute(notebook, output_path(notebook, profile, args.output_dir), profile, args.device, args.seed)
         except Exception as err:  # papermill wraps the cell's error; report it and go on
             failed.append(notebook.stem)
+            mark_stale(profile, notebook.stem, f"the notebook failed on {time.strftime('%Y-%m-%d %H:%M %Z')}; "
+                                               f"these claims are from its last successful run")
             print(f"[{profile}] {notebook.stem} FAILED: {str(err).strip().splitlines()[-1] if str(err) else err!r}",
                   file=sys.stderr)
             continue
@@ -322,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+        timings = read_json(timings_path) if timings_path.exists() else {}
         timings.update(measured)
         atomic_write_text(timings_path, json.dumps(timings, indent=1, sort_keys=True) + "\n")
     scorecard = aggregate(profile, timings)

@@ -12,20 +12,13 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
-from dvae_core.train import (CHECKPOINT, TrainConfig, atomic_write_text, build_model, load_checkpoint, resolve_device,
-                             snapshot_path, train)
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_store() -> Path:
-    return Path(os.environ.get("DVAE_RUNS", REPO_ROOT / "runs"))
+from dvae_core.infra import atomic_torch_save, atomic_write_text, canonical_json, default_store, resolve_device
+from dvae_core.train import CHECKPOINT, TrainConfig, build_model, load_checkpoint, snapshot_path, train
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -42,6 +35,9 @@ def load_run(config: TrainConfig, store: Path | None = None, device: str = "auto
     if not path.exists():
         return None
     state = load_checkpoint(path)
+    if canonical_json(state["config"]) != config.canonical():  # a copied or foreign checkpoint: never serve it
+        raise RuntimeError(f"{path} holds a run of another configuration than the one asked for (its stored "
+                           f"recipe differs): delete {path.parent} to retrain")
     if state["step"] < config.steps:
         return None
     model = build_model(config)
@@ -105,14 +101,34 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
     return result
 
 
-def get_or_train_all(configs: Iterable[TrainConfig], store: Path | None = None, device: str = "auto",
-                     progress: bool | None = None, *, jobs: int | None = None,
-                     executor: Any = None, evaluate: Any = None) -> list[dict[str, Any]]:
-    """``get_or_train`` for every config, in order, through :func:`dvae_core.sweep.run_sweep`: in this
-    process by default, or ``jobs`` local processes, or any ``concurrent.futures`` executor (a Dask
-    cluster's); ``$DVAE_JOBS`` / ``$DVAE_SCHEDULER`` set the default. ``evaluate(run)`` scores each run
-    where it trained (``result["evaluation"]``). See ``dvae_core.sweep``."""
-    from dvae_core.sweep import run_sweep  # sweep imports this module
-
-    return run_sweep(configs, executor=executor, jobs=jobs, store=store, device=device, progress=progress,
-                     evaluate=evaluate)
+def migrate_store(store: Path | None = None) -> list[tuple[str, str]]:
+    """Move every run whose folder no longer carries its recipe's hash to the folder that does, and return
+    the ``(old, new)`` folder names. Today that is the FactorVAE runs recorded before it became a model kind
+    (:func:`dvae_core.train.upgrade_recipe`): their training, weights and history are unchanged, only the
+    recipe's layout, and so its hash. Each run's ``config.json`` and the recipe inside its checkpoint are
+    rewritten (atomically) before the folder is renamed, so an interrupted migration resumes when run again.
+    A run whose new folder exists already is left where it is and reported as an error."""
+    store = Path(store) if store is not None else default_store()
+    moved = []
+    for recipe_path in sorted(store.glob("*/config.json")):
+        directory = recipe_path.parent
+        try:
+            config = TrainConfig.from_dict(json.loads(recipe_path.read_text()))
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"{recipe_path} is not a readable run recipe ({err}): fix or delete {directory}") from None
+        target = run_dir(config, store)
+        if target == directory:
+            continue
+        if target.exists():
+            raise RuntimeError(f"cannot move {directory} to {target}: that run exists already; keep one of the two "
+                               f"and delete the other")
+        with run_lock(directory):
+            checkpoint = directory / CHECKPOINT
+            if checkpoint.exists():
+                state = load_checkpoint(checkpoint)
+                state["config"] = config.to_dict()
+                atomic_torch_save(state, checkpoint)
+            atomic_write_text(recipe_path, json.dumps(config.to_dict(), indent=1, default=list))
+        directory.rename(target)
+        moved.append((directory.name, target.name))
+    return moved

@@ -8,7 +8,8 @@ store decides what is already done. :func:`run_sweep` only fans the missing ones
     results = run_sweep(configs, jobs=2)          # 2 local processes (spawn), 1 torch thread each
     results[0]["model"], results[0]["history"]    # same dicts as get_or_train, in input order
 
-``runs.get_or_train_all(configs, jobs=..., executor=...)`` is the same call, so notebooks get it too.
+``get_or_train_all(configs, ...)`` is the same call with the notebooks' argument order (configs, store,
+device, progress), the name the chapters use.
 
 How it runs:
 
@@ -89,7 +90,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from dvae_core import runs
-from dvae_core.train import TrainConfig, build_dataset, build_model, keep_freed_memory, run_label, show_progress
+from dvae_core.infra import default_store, die_with_parent, keep_freed_memory, show_progress
+from dvae_core.train import TrainConfig, build_dataset, build_model, model_kind, run_label
 
 JOBS_ENV = "DVAE_JOBS"
 SCHEDULER_ENV = "DVAE_SCHEDULER"
@@ -105,7 +107,7 @@ class SweepError(RuntimeError):
 
 def describe(config: TrainConfig) -> str:
     """A short human label for a run: dataset, decoder, objective, seed."""
-    objective = f"gamma={config.factor_vae.gamma}" if config.factor_vae is not None else f"beta={config.beta}"
+    objective = f"gamma={config.model.gamma}" if model_kind(config) == "factor_vae" else f"beta={config.beta}"
     return f"{config.dataset} {run_label(config)} {objective} seed={config.seed} steps={config.steps}"
 
 
@@ -170,6 +172,12 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _init_local_worker(threads: int, parent: int) -> None:
+    """A local process of the pool: its threads, and death with the parent that started it."""
+    die_with_parent(parent)
+    _init_worker(threads)
+
+
 def _train_one(config: TrainConfig, store: str, device: str, progress: bool | None,
                threads: int | None = None, evaluate: Callable[[dict], Any] | None = None) -> dict[str, Any]:
     """Runs on a worker: train (or reuse) one run into the shared store, and evaluate it if asked;
@@ -203,7 +211,7 @@ def _executor(executor: cf.Executor | None, jobs: int) -> Iterator[cf.Executor]:
         return
     threads = max(1, _cores() // jobs)
     pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_init_worker, initargs=(threads,))
+                                  initializer=_init_local_worker, initargs=(threads, os.getpid()))
     try:
         yield pool
     except BaseException:
@@ -250,7 +258,7 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs={jobs}: use 1 (in this process) or more (parallel processes)")
-    store = Path(store if store is not None else runs.default_store()).resolve()
+    store = Path(store if store is not None else default_store()).resolve()
     hashes = [runs.config_hash(c) for c in configs]
     unique: dict[str, TrainConfig] = {}
     for h, config in zip(hashes, configs):
@@ -344,3 +352,13 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
         first_seen.add(h)
     return results
 
+
+def get_or_train_all(configs: Iterable[TrainConfig], store: Path | None = None, device: str = "auto",
+                     progress: bool | None = None, *, jobs: int | None = None,
+                     executor: Any = None, evaluate: Any = None) -> list[dict[str, Any]]:
+    """``get_or_train`` for every config, in order: :func:`run_sweep` with the arguments of
+    :func:`dvae_core.runs.get_or_train` first. In this process by default, or ``jobs`` local processes,
+    or any ``concurrent.futures`` executor (a Dask cluster's); ``$DVAE_JOBS`` / ``$DVAE_SCHEDULER`` set the
+    default. ``evaluate(run)`` scores each run where it trained (``result["evaluation"]``)."""
+    return run_sweep(configs, executor=executor, jobs=jobs, store=store, device=device, progress=progress,
+                     evaluate=evaluate)

@@ -6,37 +6,36 @@ recipe share one trained model. The loop:
 
 - seeds torch and the data generator from ``seed``; batches are rendered on the fly by the
   factor dataset, so the data stream is a pure function of (seed, step);
-- writes an atomic checkpoint (temp file + rename) every ``checkpoint_every`` steps holding the
+- writes an atomic checkpoint (temp file, fsync, rename) every ``checkpoint_every`` steps holding the
   model, optimiser, both RNG states and the history, and resumes from it after a crash;
 - stops with a clear error naming the step and the loss term if any term is NaN or infinite;
 - logs images/s and the share of time spent making data, with a tqdm bar on stderr;
-- keeps freed tensor memory in the process (:func:`keep_freed_memory`), which on a CPU makes every
+- keeps freed tensor memory in the process (:func:`dvae_core.infra.keep_freed_memory`), which on a CPU makes every
   model train faster with bit-identical results.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dvae_core.infra import atomic_torch_save, canonical_json, keep_freed_memory, resolve_device, show_progress
 from dvae_core.models import VAE, VAEConfig
-from dvae_core.models.factor_vae import FactorVAE, FactorVAEConfig
+from dvae_core.models.factor_vae import FactorVAE, FactorVAEModelConfig
 from dvae_core.models.info_wgan import InfoWGAN, InfoWGANConfig
 from dvae_core.models.rae import RAEConfig, RegularizedAE
 from dvae_core.models.vlae import VLAE, GrayContextVLAEConfig, VLAEConfig
 
 CHECKPOINT = "checkpoint.pt"
+Optimizer = Literal["adam", "adamax"]
 SNAPSHOTS = "snapshots"
 
 
@@ -55,8 +54,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
-    factor_vae: FactorVAEConfig | None = None   # set: train a FactorVAE (Kim & Mnih 2018)
-    optimizer: str | None = None                # None: Adam; "adamax" (the VLAE paper's)
+    optimizer: Optimizer | None = None          # None: Adam; "adamax" (the VLAE paper's)
     snapshot_every: int | None = None           # set: keep the model's weights every this many steps
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,21 +66,55 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        d = dict(d)
+        d = upgrade_recipe(d)
         d["model"] = model_config_from_dict(d["model"])
-        if d.get("factor_vae") is not None:
-            factor = dict(d["factor_vae"])
-            factor["disc_betas"] = tuple(factor.get("disc_betas", FactorVAEConfig.disc_betas))
-            d["factor_vae"] = FactorVAEConfig(**factor)
         return cls(**d)
 
 
+def upgrade_recipe(d: dict[str, Any]) -> dict[str, Any]:
+    """A recipe in today's layout. Until the FactorVAE became a model kind, its TC term sat beside the model
+    (``"factor_vae": {gamma, disc_…}`` next to a VAE's ``"model"``); such a recipe becomes a ``factor_vae``
+    model holding both, which names the same training run (``runs.migrate_store`` renames stored ones)."""
+    d = dict(d)
+    factor = d.pop("factor_vae", None)
+    if factor is not None:
+        d["model"] = {**d.get("model", {}), **factor, "kind": "factor_vae"}
+    return d
+
+
+@runtime_checkable
+class TrainableModel(Protocol):
+    """What :func:`train` asks of a model: every class :func:`build_model` makes has it.
+
+    One step: ``loss(x, beta)`` on a batch drawn from the run's dataset returns named scalar terms, of
+    which ``"loss"`` is minimised by the main optimiser over ``vae_parameters()``; every term is logged and
+    checked for NaN. A model with a second network returns that network's optimiser from
+    ``auxiliary_optimizer()`` (otherwise None) and is then an :class:`AuxiliaryTrainedModel`. After training
+    the model is in eval mode, and the chapters use its own ``encode`` / ``decode``.
+    """
+
+    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]: ...
+
+    def vae_parameters(self) -> Iterable[torch.nn.Parameter]: ...
+
+    def auxiliary_optimizer(self) -> torch.optim.Optimizer | None: ...
+
+
+@runtime_checkable
+class AuxiliaryTrainedModel(TrainableModel, Protocol):
+    """A model with a second network (FactorVAE's discriminator, InfoWGAN-GP's critic):
+    ``auxiliary_step(x2, optimizer)`` trains it on a second, independent batch after each main step
+    (Kim & Mnih's Algorithm 2) and returns its own terms, logged beside the main ones."""
+
+    def auxiliary_step(self, x: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]: ...
+
+
 #: Model configurations and classes by their ``kind`` field. VAEConfig has none (its runs' hashes predate
-#: the others), so a model dict without ``kind`` is a VAE, built by :func:`build_model` (VAE or FactorVAE).
-MODEL_CONFIGS: dict[str, type] = {"vae": VAEConfig, "rae": RAEConfig, "vlae": VLAEConfig,
-                                   "vlae_gray": GrayContextVLAEConfig, "info_wgan": InfoWGANConfig}
+#: the others), so a model dict without ``kind`` is a VAE.
+MODEL_CONFIGS: dict[str, type] = {"vae": VAEConfig, "factor_vae": FactorVAEModelConfig, "rae": RAEConfig,
+                                   "vlae": VLAEConfig, "vlae_gray": GrayContextVLAEConfig, "info_wgan": InfoWGANConfig}
 MODEL_CLASSES: dict[str, type] = {"rae": RegularizedAE, "vlae": VLAE, "vlae_gray": VLAE, "info_wgan": InfoWGAN}
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
+OPTIMIZERS = dict(zip(get_args(Optimizer), (torch.optim.Adam, torch.optim.Adamax)))
 
 
 def model_config_from_dict(d: dict[str, Any]):
@@ -94,56 +126,18 @@ def model_config_from_dict(d: dict[str, Any]):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def canonical_json(config_dict: dict[str, Any]) -> str:
-    return json.dumps(config_dict, sort_keys=True, default=list)
+def model_kind(config: TrainConfig) -> str:
+    """The ``kind`` of a run's model (``"vae"`` for a VAEConfig, which has no field for it)."""
+    return getattr(config.model, "kind", "vae")
 
 
-#: glibc's ``mallopt`` parameters (``<malloc.h>``), and the values :func:`keep_freed_memory` sets.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES = 32 << 20, 128 << 20
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Stop glibc from returning each training step's freed activations to the operating system.
-
-    By default glibc serves a large allocation (over a threshold that starts at 128 KiB) with its own
-    ``mmap`` and unmaps it when freed, and trims free memory off the top of its heap, so every CPU
-    training step maps its activation buffers afresh and the kernel zero-fills them page by page. With
-    allocations under 32 MiB served from the heap, and up to 128 MiB of free heap kept, the buffers are
-    reused from step to step. On one thread the book's models trained ×1.0 (VLAE) to ×1.6 (FactorVAE)
-    faster, with bit-identical weights: only where memory comes from changes, not what is computed.
-
-    Process-wide and once per process (the sweep's workers and :func:`train` call it); True if glibc
-    took both settings, False where there is no glibc (macOS, musl), where nothing changes.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-            libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
-        return False
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU: use device='auto' or 'cpu'")
-    return resolved
-
-
-def build_model(config: TrainConfig) -> torch.nn.Module:
-    kind = getattr(config.model, "kind", "vae")
-    if kind != "vae":
-        return MODEL_CLASSES[kind](config.model)
-    if config.factor_vae is not None:
-        return FactorVAE(config.model, config.factor_vae)
-    return VAE(config.model)
+def build_model(config: TrainConfig) -> TrainableModel:
+    kind = model_kind(config)
+    if kind == "vae":
+        return VAE(config.model)
+    if kind == "factor_vae":
+        return FactorVAE(config.model.vae, config.model.factor)
+    return MODEL_CLASSES[kind](config.model)
 
 
 def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
@@ -163,19 +157,6 @@ def build_dataset(config: TrainConfig):
     from dvae_core.data import make_dataset
 
     return make_dataset(config.dataset, **config.dataset_kwargs)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -210,12 +191,6 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
             )
 
 
-def show_progress(progress: bool | None) -> bool:
-    """Progress bars are on unless asked off, here or by ``DVAE_PROGRESS=0`` (the reproduce batch sets it
-    so bars stay out of committed notebook outputs)."""
-    return os.environ.get("DVAE_PROGRESS", "1") != "0" if progress is None else progress
-
-
 def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progress: bool | None = None) -> dict[str, Any]:
     """Train (or resume) the run ``config`` in ``run_dir``; returns the final state dict.
 
@@ -234,6 +209,10 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     auxiliary = model.auxiliary_optimizer()  # FactorVAE's discriminator has its own
     history: list[dict[str, float]] = []
     step = 0
+    # the logging window's running sums: a checkpoint between two log rows keeps them, so a resumed run logs
+    # the same means as an uninterrupted one (its images/s and data share restart with the new process)
+    sums: dict[str, float] = {}
+    window_steps = 0
 
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists():
@@ -247,11 +226,14 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
         rng.bit_generator.state = json.loads(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
         history, step = json.loads(state["history"]), state["step"]
+        window = json.loads(state.get("log_window", '{"sums": {}, "steps": 0}'))
+        sums, window_steps = window["sums"], window["steps"]
 
     def save() -> None:
         atomic_torch_save({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "config": config.to_dict(), "history": json.dumps(history),
+            "log_window": json.dumps({"sums": sums, "steps": window_steps}),
             "data_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
             **({"auxiliary_optimizer": auxiliary.state_dict()} if auxiliary is not None else {}),
         }, ckpt_path)
@@ -259,8 +241,7 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     model.train()
     bar = tqdm(total=config.steps, initial=step, disable=not show_progress(progress), desc=f"{run_label(config)} s{config.seed}",
                leave=False, mininterval=2.0)
-    sums: dict[str, float] = {}
-    window_start, data_seconds, window_steps = time.perf_counter(), 0.0, 0
+    window_start, data_seconds, timed_steps = time.perf_counter(), 0.0, 0
     while step < config.steps:
         t0 = time.perf_counter()
         x, _ = dataset.sample(config.batch_size, rng)
@@ -280,15 +261,17 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + value.item()
         window_steps += 1
+        timed_steps += 1
         bar.update(1)
         if step % config.log_every == 0 or step == config.steps:
             elapsed = time.perf_counter() - window_start
             row = {"step": step, **{k: v / window_steps for k, v in sums.items()},
-                   "images_per_s": window_steps * config.batch_size / elapsed,
+                   "images_per_s": timed_steps * config.batch_size / elapsed,
                    "data_fraction": data_seconds / elapsed}
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.1f}", ips=f"{row['images_per_s']:.0f}")
-            sums, window_start, data_seconds, window_steps = {}, time.perf_counter(), 0.0, 0
+            sums, window_steps = {}, 0
+            window_start, data_seconds, timed_steps = time.perf_counter(), 0.0, 0
         if config.snapshot_every and step % config.snapshot_every == 0:
             snapshot_path(run_dir, step).parent.mkdir(exist_ok=True)
             atomic_torch_save(model.state_dict(), snapshot_path(run_dir, step))

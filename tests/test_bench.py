@@ -12,7 +12,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from dvae_core import bench  # noqa: E402
+from dvae_core import bench, bench_report  # noqa: E402
 from dvae_core.cli import run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,8 +64,8 @@ def test_quick_cli_measures_every_model(tmp_path, capsys, one_thread):
     factor = next(r for r in records if r["model"] == "factor_vae")
     assert factor["consumption_images_per_s"] == pytest.approx(2 * factor["loop_images_per_s"])  # two batches a step
 
-    fragment = (page / bench.PAGE_FRAGMENT).read_text()
-    assert (page / bench.PAGE_FIGURE).read_bytes().startswith(b"\x89PNG")
+    fragment = (page / bench_report.PAGE_FRAGMENT).read_text()
+    assert (page / bench_report.PAGE_FIGURE).read_bytes().startswith(b"\x89PNG")
     assert all(f"| {label} | `smoke` |" in fragment for label, _, _ in bench.MODELS.values())
     assert "```{warning}" in fragment  # quick numbers are flagged as such
 
@@ -86,8 +86,8 @@ def test_overhead_arithmetic():
     with pytest.raises(RuntimeError, match="no logged window"):
         bench.loop_rate(history[:1], 10, 2)
     lever = {"baseline": "1", "candidate": "2", "options": {"1": {"images_per_s": 50.0}, "2": {"images_per_s": 75.0}}}
-    assert bench.speedup(lever) == pytest.approx(1.5) and bench.lever_cell(lever) == "×1.50"
-    assert bench.speedup({"baseline": "a", "candidate": "b", "options": {"a": {"images_per_s": 1.0},
+    assert bench_report.speedup(lever) == pytest.approx(1.5) and bench_report.lever_cell(lever) == "×1.50"
+    assert bench_report.speedup({"baseline": "a", "candidate": "b", "options": {"a": {"images_per_s": 1.0},
                                                                         "b": {"error": "x"}}}) is None
 
 
@@ -129,8 +129,8 @@ def hand_made_results() -> dict:
 
 def test_markdown_and_figure_from_hand_made_results(tmp_path):
     results = hand_made_results()
-    md = bench.bench_markdown(results)
-    assert md.startswith(bench.FRAGMENT_HEADER)
+    md = bench_report.bench_markdown(results)
+    assert md.startswith(bench_report.FRAGMENT_HEADER)
     assert "| SB-VAE | `preview` | 32×32×3, batch 32 | 12,345 | 950 | 1,000 | 5.0 % | 5.0 % | 0.0 % |" in md
     assert "**30.0 %** (goal ≤ 10 %)" in md  # the RAE's loop misses the goal
     assert "| VLAE | `paper` | failed: FileNotFoundError: no Fashion-MNIST |" in md
@@ -139,21 +139,21 @@ def test_markdown_and_figure_from_hand_made_results(tmp_path):
     assert "42 s (SB-VAE, paper)" in md and "{figure} /book/_generated/bench.png" in md
     assert "warning" not in md and "Not yet measured" not in md
 
-    fig = bench.bench_figure(results)
+    fig = bench_report.bench_figure(results)
     assert len(fig.axes) == 4  # (throughput, levers) × (preview, paper)
     assert [ax.get_title() for ax in fig.axes[:2]] == ["profile preview", "profile paper"]
     matplotlib.pyplot.close(fig)
 
-    written = bench.write_page(results, tmp_path)
-    assert [p.name for p in written] == [bench.PAGE_FRAGMENT, bench.PAGE_FIGURE]
-    assert (tmp_path / bench.PAGE_FIGURE).read_bytes().startswith(b"\x89PNG")
-    assert (tmp_path / bench.PAGE_FRAGMENT).read_text() == md
+    written = bench_report.write_page(results, tmp_path)
+    assert [p.name for p in written] == [bench_report.PAGE_FRAGMENT, bench_report.PAGE_FIGURE]
+    assert (tmp_path / bench_report.PAGE_FIGURE).read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / bench_report.PAGE_FRAGMENT).read_text() == md
 
     # no results: the page still builds, says so, and shows no stale figure
-    assert "**Not yet measured.**" in bench.bench_markdown(None)
-    assert bench.write_page(None, tmp_path) == [tmp_path / bench.PAGE_FRAGMENT]
-    assert not (tmp_path / bench.PAGE_FIGURE).exists()
-    assert "{figure}" not in (tmp_path / bench.PAGE_FRAGMENT).read_text()
+    assert "**Not yet measured.**" in bench_report.bench_markdown(None)
+    assert bench_report.write_page(None, tmp_path) == [tmp_path / bench_report.PAGE_FRAGMENT]
+    assert not (tmp_path / bench_report.PAGE_FIGURE).exists()
+    assert "{figure}" not in (tmp_path / bench_report.PAGE_FRAGMENT).read_text()
 
 
 def test_unknown_model_or_profile_names_the_choices(capsys):
@@ -174,14 +174,14 @@ def test_unknown_model_or_profile_names_the_choices(capsys):
 
 
 def test_configs_are_the_books():
-    from dvae_core.experiments import rae, sbd, vlae
+    from dvae_core.papers import rae, sbd, vlae
 
-    p = sbd.fig2_profile("paper")
+    p = sbd.profile("paper")
     assert bench.bench_config("sb_vae", "paper") == sbd.comparison_config(p, "sb", p.seeds[0])
     assert bench.bench_config("deconv_vae", "preview").model.decoder == "deconv"
-    assert bench.bench_config("factor_vae", "paper").factor_vae is not None
-    assert bench.bench_config("rae", "preview") == rae.run_config(rae.rae_profile("preview"), "rae")
-    assert bench.bench_config("vlae", "paper") == vlae.run_config(vlae.vlae_profile("paper"), "vlae")
+    assert bench.bench_config("factor_vae", "paper").model.kind == "factor_vae"
+    assert bench.bench_config("rae", "preview") == rae.run_config(rae.profile("preview"), "rae")
+    assert bench.bench_config("vlae", "paper") == vlae.run_config(vlae.profile("paper"), "vlae")
 
 
 def test_compile_lever_failure_or_timeout_is_recorded(monkeypatch, capsys, one_thread):
@@ -204,12 +204,12 @@ def test_compile_lever_failure_or_timeout_is_recorded(monkeypatch, capsys, one_t
 
 def test_committed_fragment_matches_results():
     """book/_generated/bench.md is what the bench makes of results/bench.json (or "not yet measured")."""
-    results = bench.load_results()
-    committed = ROOT / "book" / "_generated" / bench.PAGE_FRAGMENT
-    assert committed.exists() and committed.read_text() == bench.bench_markdown(results), (
+    results = bench_report.load_results()
+    committed = ROOT / "book" / "_generated" / bench_report.PAGE_FRAGMENT
+    assert committed.exists() and committed.read_text() == bench_report.bench_markdown(results), (
         "book/_generated/bench.md is stale: regenerate with `.venv/bin/python -m dvae_core.bench --render-only`")
     if results and "{figure}" in committed.read_text():
-        assert (committed.parent / bench.PAGE_FIGURE).exists()
+        assert (committed.parent / bench_report.PAGE_FIGURE).exists()
 
 
 def test_allocator_lever_measures_glibc_defaults_in_a_fresh_process(one_thread):

@@ -668,7 +668,7 @@ def _tiny_vae(decoder: str):
 def test_explorer_decodes_live_and_offline():
     import torch
 
-    from dvae_core import explorer
+    from dvae_core.papers.sbd import explorer
 
     models = {"DeConv": _tiny_vae("deconv"), "SB": _tiny_vae("sb")}
     images = torch.rand(3, 3, 16, 16)
@@ -681,7 +681,7 @@ def test_explorer_decodes_live_and_offline():
 def test_explorer_widget_redraws_on_every_control():
     import torch
 
-    from dvae_core import explorer
+    from dvae_core.papers.sbd import explorer
     from dvae_core.train import TrainConfig
 
     runs = [{"model": _tiny_vae(d), "config": TrainConfig(model=_tiny_vae(d).config, seed=s)}

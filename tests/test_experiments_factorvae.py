@@ -1,4 +1,4 @@
-"""Fast tests of dvae_core.experiments.factorvae: tagged images, constructed codes, scoring, claims.
+"""Fast tests of dvae_core.papers.factorvae.metric: tagged images, constructed codes, scoring, claims.
 
 The scoring tests use a tiny synthetic grid of five factors (binary "images" drawn from the
 factor classes) instead of dSprites, so the whole file runs in seconds.
@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from dvae_core.data.base import FactorDataset  # noqa: E402
-from dvae_core.experiments import factorvae as fv  # noqa: E402
+from dvae_core.papers.factorvae import metric as fv  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -76,24 +76,24 @@ def scores(tagged):
 
 def test_preview_and_paper_use_disentanglement_lib_defaults():
     for profile in ("preview", "paper"):
-        p = fv.metric_profile(profile)
+        p = fv.profile(profile)
         assert (p.num_train, p.num_eval, p.batch_size, p.num_variance_estimate, p.mig_samples) == \
             (10_000, 5_000, 64, 10_000, 10_000)
-    assert fv.metric_profile("paper").resolution == 64
-    smoke = fv.metric_profile("smoke")
+    assert fv.profile("paper").resolution == 64
+    smoke = fv.profile("smoke")
     assert smoke.num_train < 1000 and not smoke.prerender
     with pytest.raises(ValueError, match="unknown profile"):
-        fv.metric_profile("huge")
+        fv.profile("huge")
 
 
 def test_sweep_profile_swaps_in_the_sweep_votes():
-    q = fv.sweep_profile(fv.metric_profile("preview"))
-    assert (q.num_train, q.num_eval) == fv.metric_profile("preview").rotation_votes
+    q = fv.sweep_profile(fv.profile("preview"))
+    assert (q.num_train, q.num_eval) == fv.profile("preview").rotation_votes
     assert q.num_variance_estimate <= 2 * q.num_train and q.batch_size == 64
 
 
 def test_metric_dataset_is_tagged_dsprites():
-    ds = fv.metric_dataset(fv.metric_profile("smoke"))
+    ds = fv.metric_dataset(fv.profile("smoke"))
     assert ds.image_shape == (2, 32, 32) and ds.factor_sizes == (3, 6, 40, 32, 32)
     factors = np.array([[2, 5, 39, 31, 31], [0, 0, 0, 0, 0]])
     images = ds.images(factors)
@@ -240,7 +240,7 @@ def test_score_table_and_vote_helpers(tagged, scores):
 
 def test_perfect_and_all_but_one_codes_on_real_dsprites():
     """The same construction on procedural dSprites (16×16 to keep it quick), through the real renderer."""
-    p = replace(fv.metric_profile("smoke"), resolution=16, num_train=300, num_eval=300, num_variance_estimate=1000,
+    p = replace(fv.profile("smoke"), resolution=16, num_train=300, num_eval=300, num_variance_estimate=1000,
                 mig_samples=2000)
     dataset = fv.metric_dataset(p)
     codes = fv.standard_codes(dataset)

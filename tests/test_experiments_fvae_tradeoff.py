@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from dvae_core.claims import curve_gap, curve_verdict  # noqa: E402
-from dvae_core.experiments import fvae_tradeoff as ft  # noqa: E402
+from dvae_core.papers.factorvae import tradeoff as ft  # noqa: E402
 from dvae_core.models.factor_vae import FactorVAE  # noqa: E402
 from dvae_core.runs import config_hash  # noqa: E402
 
@@ -60,22 +60,22 @@ def test_curve_verdict_without_overlap_is_inconclusive():
 
 
 def test_sweep_has_every_setting_and_seed_with_distinct_hashes():
-    p = ft.profile_settings("preview")
+    p = ft.profile("preview")
     configs = ft.tradeoff_configs(p)
     assert len(configs) == (len(p.betas) + len(p.gammas)) * len(p.seeds)
     assert len({config_hash(c) for c in configs}) == len(configs)
-    fvae = [c for c in configs if c.factor_vae is not None]
-    assert {c.factor_vae.gamma for c in fvae} == set(p.gammas) and all(c.beta == 1.0 for c in fvae)
-    assert {ft.setting(c) for c in configs if c.factor_vae is None} == set(p.betas)
+    fvae = [c for c in configs if ft.is_factor_vae(c)]
+    assert {c.model.gamma for c in fvae} == set(p.gammas) and all(c.beta == 1.0 for c in fvae)
+    assert {ft.setting(c) for c in configs if not ft.is_factor_vae(c)} == set(p.betas)
     assert all(c.snapshot_every * p.snapshots == p.steps for c in configs)
     followed = ft.trajectory_configs(p)
-    assert all(c.factor_vae is not None or c.seed == p.seeds[0] for c in followed)
+    assert all(ft.is_factor_vae(c) or c.seed == p.seeds[0] for c in followed)
     assert len(followed) == len(p.gammas) * len(p.seeds) + len(p.betas)
-    assert ft.profile_settings("preview", seed_offset=5).seeds == tuple(s + 5 for s in p.seeds)
+    assert ft.profile("preview", seed_offset=5).seeds == tuple(s + 5 for s in p.seeds)
 
 
 def test_every_profile_sweeps_3d_shapes_on_its_own_grid():
-    preview = ft.profile_settings("preview", seed_offset=3)
+    preview = ft.profile("preview", seed_offset=3)
     shapes = ft.for_dataset(preview, "shapes3d")
     assert "shapes3d" in preview.datasets and shapes.seeds == (3, 4) and shapes.steps < preview.steps
     assert ft.for_dataset(preview, "dsprites") == preview
@@ -84,19 +84,19 @@ def test_every_profile_sweeps_3d_shapes_on_its_own_grid():
     assert all(c.dataset == "shapes3d" and c.model.in_channels == 3 and c.steps == shapes.steps for c in configs)
     assert not {config_hash(c) for c in configs} & {config_hash(c) for c in ft.tradeoff_configs(preview)}
     for name in ("smoke", "paper"):  # no grid of their own: the dSprites sweep on 3 channels
-        p = ft.profile_settings(name)
+        p = ft.profile(name)
         assert "shapes3d" in p.datasets and ft.for_dataset(p, "shapes3d") == p
     with pytest.raises(ValueError, match="unknown dataset"):
         ft.for_dataset(preview, "celeba")
 
 
 def test_paper_profile_uses_the_papers_settings():
-    p = ft.profile_settings("paper")
+    p = ft.profile("paper")
     assert p.betas == (1, 2, 4, 6, 8, 16) and p.gammas == (10, 20, 30, 40, 50, 100)
     assert (p.resolution, p.batch_size, p.steps, p.lr, p.disc_hidden, p.disc_layers) == (64, 64, 300_000, 1e-4, 1000, 6)
     assert (p.metric_train, p.metric_eval, p.metric_variance) == (10_000, 5000, 10_000)
     with pytest.raises(ValueError, match="unknown profile"):
-        ft.profile_settings("huge")
+        ft.profile("huge")
 
 
 def test_factor_labels_pick_the_most_informative_factor_share():
@@ -106,8 +106,8 @@ def test_factor_labels_pick_the_most_informative_factor_share():
 
 
 def test_discriminator_tc_is_its_mean_logit_difference():
-    p = ft.profile_settings("smoke")
-    model = FactorVAE(ft.run_config(p, 0, gamma=10.0).model, ft.run_config(p, 0, gamma=10.0).factor_vae)
+    p = ft.profile("smoke")
+    model = FactorVAE(ft.run_config(p, 0, gamma=10.0).model.vae, ft.run_config(p, 0, gamma=10.0).model.factor)
     mean, logvar = torch.randn(50, 10, dtype=torch.float64), torch.full((50, 10), -60.0, dtype=torch.float64)
     got = ft.discriminator_tc(model, mean, logvar, torch.Generator().manual_seed(0))
     expected = model.discriminator.log_density_ratio(mean.float()).mean().item()
@@ -140,7 +140,7 @@ def test_tc_floor_is_near_the_estimate_for_independent_codes_and_below_it_for_de
         def images(self, factors):
             return torch.as_tensor(factors, dtype=torch.float32).view(-1, 1, 1, 2)
 
-    p = ft.profile_settings("smoke")
+    p = ft.profile("smoke")
     p = type(p)(**{**p.__dict__, "tc_components": 3000, "tc_samples": 1500})
     independent = ft.total_correlations(Encoder([[1.0, 0.0], [0.0, 1.0]]), Gaussian(), p, np.random.default_rng(0))
     dependent = ft.total_correlations(Encoder([[1.0, 0.9], [0.0, 0.45]]), Gaussian(), p, np.random.default_rng(0))
@@ -186,7 +186,7 @@ def test_tradeoff_claims_decide_on_both_metrics():
 
 
 def test_gan_baseline_configs_and_claim():
-    p = ft.profile_settings("preview")
+    p = ft.profile("preview")
     configs = ft.gan_configs(p)
     assert [c.seed for c in configs] == list(p.seeds) and all(c.model.kind == "info_wgan" for c in configs)
     assert configs[0].model.critic_steps == 5 and configs[0].model.code_dim == 10 and configs[0].lr == 1e-4

@@ -1,4 +1,4 @@
-"""dvae_core.experiments.vlae: the models of the table, configurations and claim rules."""
+"""dvae_core.papers.vlae: the models of the table, configurations and claim rules."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from dvae_core.experiments import vlae
+from dvae_core.papers import vlae
 from dvae_core.train import TrainConfig, build_model
 from dvae_core.models.vlae import VLAE
 
 
 def test_every_table_model_round_trips_and_is_named_back():
-    p = vlae.vlae_profile("smoke")
+    p = vlae.profile("smoke")
     configs = vlae.table_configs(p) + vlae.sweep_configs(p)
     assert [vlae.model_name(c) for c in configs[:6]] == list(vlae.MODELS)
     for config in configs:
@@ -25,7 +25,7 @@ def test_every_table_model_round_trips_and_is_named_back():
 
 
 def test_af_and_iaf_models_have_flows_of_the_same_size():
-    p = vlae.vlae_profile("preview")
+    p = vlae.profile("preview")
     af, iaf = (build_model(vlae.run_config(p, m)) for m in ("vae_af", "vae_iaf"))
     size = lambda module: sum(t.numel() for t in module.parameters())  # noqa: E731
     # "of equal size": same steps and widths; the IAF's MADEs also read the encoder context
@@ -33,12 +33,12 @@ def test_af_and_iaf_models_have_flows_of_the_same_size():
 
 
 def test_paper_profile_is_the_papers_binary_model():
-    p = vlae.vlae_profile("paper")
+    p = vlae.profile("paper")
     assert (p.latent_dim, p.pixelcnn_layers, p.pixelcnn_channels, p.flow_steps, p.flow_hidden, p.lr, p.nll_k) == \
         (64, 6, 12, 4, 640, 2e-3, 4096)
     assert vlae.model_config(p, "vlae").free_bits == 0.01
     with pytest.raises(ValueError, match="unknown profile"):
-        vlae.vlae_profile("quick")
+        vlae.profile("quick")
 
 
 def fake_rows(**shift) -> list[dict]:

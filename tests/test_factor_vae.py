@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from dvae_core.data import make_dataset
-from dvae_core.models import Discriminator, FactorVAE, FactorVAEConfig, VAEConfig, gaussian_kl, permute_dims
+from dvae_core.models import (Discriminator, FactorVAE, FactorVAEConfig, FactorVAEModelConfig, VAEConfig, gaussian_kl,
+                              permute_dims)
 from dvae_core.train import CHECKPOINT, load_checkpoint, train
 from test_train import params, tiny_config  # tests/ is on sys.path under pytest's default import mode
 
@@ -191,7 +192,7 @@ def test_auxiliary_step_trains_only_the_discriminator():
 
 def factor_config(**overrides):
     factor = overrides.pop("factor", FactorVAEConfig(gamma=5.0, disc_hidden=16, disc_layers=2, disc_lr=1e-3))
-    return tiny_config(factor_vae=factor, **overrides)
+    return tiny_config(model=FactorVAEModelConfig.of(tiny_config().model, factor), **overrides)
 
 
 def test_train_logs_tc_and_discriminator_terms(tmp_path):

@@ -155,6 +155,22 @@ def test_unknown_config_parameter(tmp_path):
     assert no_results(tmp_path / "store") == []
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"seed": -1}, "parameter 'seed' must be a whole number from 0 to 2**63 - 1, got -1"),
+    ({"seed": 2 ** 70}, "parameter 'seed' must be a whole number from 0 to 2**63 - 1"),
+    ({"lr": float("nan")}, "parameter 'lr' must be a finite number above 0, got nan"),
+    ({"model": {"latent_dim": 0}}, "model parameter 'latent_dim' must be at least 1, got 0"),
+    ({"dataset_kwargs": {"resolution": "big"}}, "dataset_kwargs 'resolution' must be a whole number of pixels"),
+])
+def test_out_of_range_parameters_are_refused_before_training(tmp_path, change, message):
+    data = tiny_config().to_dict()
+    for key, value in change.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", data), "--store", tmp_path / "store")
+    assert_clean_error(proc, 2, message)
+    assert no_results(tmp_path / "store") == []
+
+
 def test_missing_data_file(tmp_path):
     missing = tmp_path / "nowhere" / "dsprites.npz"
     data = {**tiny_config().to_dict(), "dataset": "dsprites_npz", "dataset_kwargs": {"path": str(missing)}}

@@ -10,7 +10,7 @@ import torch
 
 from dvae_core.data import make_dataset
 from dvae_core.data.image_sets import ImageSet, mnist_files, pad_images
-from dvae_core.experiments import rae as rae_exp
+from dvae_core.papers import rae as rae_exp
 from dvae_core.models.rae import DETERMINISTIC, VARIANTS, RAEConfig, RegularizedAE, imq_mmd
 from dvae_core.runs import config_hash, get_or_train
 from dvae_core.train import TrainConfig, build_model
@@ -187,14 +187,14 @@ def test_unknown_optimizer_is_a_clear_error(idx_root, tmp_path):
 
 
 def test_profiles_use_the_papers_weights_and_sizes():
-    paper = rae_exp.rae_profile("paper")
+    paper = rae_exp.profile("paper")
     assert (paper.channels, paper.latent_dim, paper.batch_size, paper.lr) == (128, 16, 100, 5e-4)
     assert paper.steps * paper.batch_size == 100 * 60_000  # 100 epochs
     config = rae_exp.run_config(paper, "rae_l2")
     assert (config.beta, config.model.reg_weight) == (1e-4, 1e-7)
     assert rae_exp.run_config(paper, "vae").beta == 0.312
     with pytest.raises(ValueError, match="unknown profile"):
-        rae_exp.rae_profile("fast")
+        rae_exp.profile("fast")
 
 
 def test_midpoints_pair_each_code_with_another():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dvae_core.experiments import rae as rae_exp
+from dvae_core.papers import rae as rae_exp
 from dvae_core.metrics.fid import INCEPTION_FILENAME
 from dvae_core.models.rae import RAEConfig, RegularizedAE
 from dvae_core.runs import config_hash
@@ -56,9 +56,9 @@ def test_the_32px_grey_network_is_unchanged():
 
 def test_fashion_mnist_run_recipes_are_unchanged():
     # The colour path must not move the hashes (= run-store names) of the existing Fashion-MNIST runs.
-    assert config_hash(rae_exp.run_config(rae_exp.rae_profile("paper"), "rae")) == "283fac32a01eb6ef"
-    assert config_hash(rae_exp.run_config(rae_exp.rae_profile("preview"), "rae_l2")) == "df2a6f49d19a04e4"
-    assert rae_exp.dataset_kwargs(rae_exp.rae_profile("preview"), "fashion_mnist", None, "train") == \
+    assert config_hash(rae_exp.run_config(rae_exp.profile("paper"), "rae")) == "283fac32a01eb6ef"
+    assert config_hash(rae_exp.run_config(rae_exp.profile("preview"), "rae_l2")) == "df2a6f49d19a04e4"
+    assert rae_exp.dataset_kwargs(rae_exp.profile("preview"), "fashion_mnist", None, "train") == \
         {"split": "train", "pad_to": 32}
 
 
@@ -84,7 +84,7 @@ def test_resolutions_other_than_32_and_64_are_clear_errors():
 
 
 def test_colour_configs_follow_the_papers_settings():
-    p = rae_exp.rae_profile("preview")
+    p = rae_exp.profile("preview")
     for dataset, latent, resolution in (("cifar10", 128, 32), ("celeba", 64, 64)):
         for config in rae_exp.run_configs(p, dataset=dataset):
             assert (config.model.latent_dim, config.model.in_channels, config.model.resolution) == \
@@ -102,7 +102,7 @@ def test_colour_configs_follow_the_papers_settings():
     assert "limit" not in rae_exp.run_config(p, "rae", dataset="cifar10").dataset_kwargs
     assert rae_exp.dataset_kwargs(p, "celeba", None, "test") == \
         {"split": "test", "resolution": 64, "crop": 140}
-    paper = rae_exp.rae_profile("paper")
+    paper = rae_exp.profile("paper")
     assert "limit" not in rae_exp.run_config(paper, "rae", dataset="celeba").dataset_kwargs
     assert rae_exp.run_config(paper, "rae", dataset="celeba").lr == 1e-3  # CelebA's Adam rate
     assert rae_exp.run_config(paper, "rae", dataset="cifar10").lr == 5e-4
@@ -155,7 +155,7 @@ def quiet_store(tmp_path, monkeypatch):
 
 TINY_PROFILE = rae_exp.RAEProfile(channels=2, latent_dim=16, batch_size=8, steps=2, lr=5e-4, fid_samples=150,
                                   gmm_fit_codes=160, fid_repeats=2, variants=("rae",),
-                                  classifier="smoke", checkpoint_every=2)
+                                  classifier_epochs=1, checkpoint_every=2)
 
 
 def test_data_status_says_what_is_present_and_where_the_rest_goes(tmp_path):

@@ -1,13 +1,14 @@
 """Verdict rules, the results files and the reproduce CLI's handling of bad input."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from dvae_core import claims as claims_mod
 from dvae_core import reproduce
 from dvae_core.claims import Claim, compare_groups, write_claims
-from dvae_core.experiments.sbd import seeds_needed
+from dvae_core.papers.sbd import seeds_needed
 from dvae_core.profiles import check_profile
 
 
@@ -51,9 +52,69 @@ def test_unknown_profile_is_a_clear_error(capsys):
     assert "unknown profile 'fast'" in capsys.readouterr().err
 
 
-def test_unknown_notebook_is_a_clear_error():
-    with pytest.raises(SystemExit, match="no notebook matches --only 'nope'.*sbd_fig2"):
+def test_unknown_notebook_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
         reproduce.main(["--profile", "smoke", "--only", "nope"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no notebook matches --only 'nope'") and "sbd_fig2" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("seed", ["-5", str(2 ** 70)])
+def test_a_seed_out_of_range_is_refused_before_any_notebook_runs(seed, capsys, monkeypatch):
+    monkeypatch.setattr(reproduce, "execute", lambda *a, **k: pytest.fail("a notebook ran"))
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce.main(["--profile", "smoke", "--seed", seed])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: --seed {seed}: give a whole number from 0")
+
+
+def fake_results(tmp_path, monkeypatch) -> Path:
+    results = tmp_path / "results"
+    (results / "smoke").mkdir(parents=True)
+    monkeypatch.setattr(reproduce, "RESULTS_DIR", results)
+    monkeypatch.setattr(reproduce, "SCORECARD_PAGE", tmp_path / "scorecard.md")
+    monkeypatch.setattr(reproduce, "GENERATED_DIR", tmp_path / "generated")
+    return results / "smoke"
+
+
+def test_a_damaged_results_file_is_named_before_any_notebook_runs(tmp_path, capsys, monkeypatch):
+    (fake_results(tmp_path, monkeypatch) / "timings.json").write_text('{"sbd_fig2_deconv_vs_sb": 6')
+    monkeypatch.setattr(reproduce, "execute", lambda *a, **k: pytest.fail("a notebook ran"))
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce.main(["--profile", "smoke", "--only", "sbd_fig2*"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "timings.json is damaged" in err and "delete it" in err
+
+
+def test_a_failed_notebook_marks_its_old_claims_stale_until_it_runs_again(tmp_path, capsys, monkeypatch):
+    results = fake_results(tmp_path, monkeypatch)
+    old = {"id": "x", "paper": "P", "claim": "c", "metric": "m", "paper_value": "v", "ours": 1.0,
+           "verdict": "reproduced", "rule": "r", "profile": "smoke", "notebook": "sbd_geometry"}
+    (results / "sbd_geometry.json").write_text(json.dumps({"notebook": "sbd_geometry", "claims": [old]}))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("cell 4 raised")
+
+    monkeypatch.setattr(reproduce, "execute", fail)
+    assert reproduce.main(["--profile", "smoke", "--only", "sbd_geometry"]) == 1
+    claim, = json.loads((results / "scorecard.json").read_text())["claims"]
+    assert claim["verdict"] == "reproduced" and "failed on" in claim["stale"]
+    assert "(stale: the notebook failed on" in (results / "scorecard.md").read_text()
+
+    def succeed(notebook, output, profile, device, seed):
+        (results / "sbd_geometry.json").write_text(json.dumps({"notebook": "sbd_geometry", "claims": [old]}))
+
+    monkeypatch.setattr(reproduce, "execute", succeed)
+    assert reproduce.main(["--profile", "smoke", "--only", "sbd_geometry"]) == 0
+    assert "stale" not in json.loads((results / "scorecard.json").read_text())["claims"][0]
+
+
+def test_a_smoke_run_writes_no_committed_book_fragment(tmp_path, monkeypatch):
+    fake_results(tmp_path, monkeypatch)
+    reproduce.write_book_fragments("smoke")
+    assert not (tmp_path / "generated").exists()
 
 
 def test_notebooks_run_in_book_order_so_reused_runs_are_trained_by_their_owner(tmp_path, monkeypatch):

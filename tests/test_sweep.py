@@ -2,7 +2,12 @@
 once; a failing run is named by its hash and does not cost the others."""
 
 import concurrent.futures as cf
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,7 +61,7 @@ def test_process_pool_matches_sequential_and_trains_duplicates_once(tmp_path, se
 
     # everything is in the store now: a second sweep loads it all and starts no pool
     monkeypatch.setattr(cf, "ProcessPoolExecutor", None)
-    again = runs.get_or_train_all(configs, store=tmp_path, device="cpu", progress=False, jobs=2)
+    again = sweep.get_or_train_all(configs, store=tmp_path, device="cpu", progress=False, jobs=2)
     assert all(r["reused"] for r in again)
     assert_same_runs(swept, again)
 
@@ -102,7 +107,7 @@ def test_in_process_sweep_names_the_failed_run_and_finishes_the_others(tmp_path)
     good, broken, later = tiny_config(steps=4), tiny_config(steps=4, dataset="no_such_data"), tiny_config(steps=4, seed=5)
     with pytest.raises(SweepError, match=rf"run {runs.config_hash(broken)} \(no_such_data deconv .*\) failed: "
                                          r"ValueError: unknown dataset 'no_such_data'") as info:
-        runs.get_or_train_all([good, broken, later, broken], store=tmp_path, device="cpu", progress=False)
+        sweep.get_or_train_all([good, broken, later, broken], store=tmp_path, device="cpu", progress=False)
     assert isinstance(info.value.__cause__, ValueError)
     assert runs.load_run(later, tmp_path) is not None
     assert not (runs.run_dir(broken, tmp_path) / "config.json").exists(), "a run that never started left its recipe"
@@ -177,3 +182,45 @@ def test_a_run_that_cannot_be_costed_leaves_the_order_to_the_workers(tmp_path):
     missing = tiny_config(dataset="dsprites_npz", dataset_kwargs={"path": str(tmp_path / "absent.npz")})
     configs = {str(i): c for i, c in enumerate([tiny_config(steps=4), missing, tiny_config(steps=8)])}
     assert sweep.longest_first(configs) == ["0", "1", "2"]  # the worker then names the missing file
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # the field after the state is the parent pid
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_sweep_workers_die_with_a_killed_parent(tmp_path):
+    script = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from test_train import tiny_config\n"
+        "from dvae_core.sweep import run_sweep\n"
+        "if __name__ == '__main__':\n"
+        "    run_sweep([tiny_config(steps=100000, seed=s) for s in (1, 2)], jobs=2, store=%r, device='cpu',"
+        " progress=False)\n") % (str(Path(__file__).parent), str(tmp_path / "store"))
+    (tmp_path / "sweep.py").write_text(script)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "sweep.py")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        workers: set[int] = set()
+        while time.monotonic() < deadline and len(list((tmp_path / "store").glob("*/config.json"))) < 2:
+            time.sleep(0.5)
+        workers = children_of(parent.pid)
+        assert len(workers) >= 2, "the sweep did not start its workers"
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.2)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert alive == [], f"workers {alive} outlived their killed parent"

@@ -11,7 +11,8 @@ import torch
 
 from dvae_core import runs
 from dvae_core.models import VAEConfig
-from dvae_core.train import CHECKPOINT, NonFiniteLossError, TrainConfig, load_checkpoint, resolve_device, train
+from dvae_core.infra import resolve_device
+from dvae_core.train import CHECKPOINT, NonFiniteLossError, TrainConfig, load_checkpoint, train
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -140,7 +141,7 @@ def test_missing_snapshot_names_the_fix(tmp_path):
 def test_freed_memory_stays_in_the_process_on_glibc_and_weights_do_not_change(tmp_path):
     import platform
 
-    from dvae_core.train import keep_freed_memory
+    from dvae_core.infra import keep_freed_memory
 
     assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
     # the setting is process-wide: a run trained after it matches one trained in a fresh process before it
@@ -153,3 +154,27 @@ def test_freed_memory_stays_in_the_process_on_glibc_and_weights_do_not_change(tm
     assert fresh.returncode == 0, fresh.stderr
     here = train(tiny_config(), tmp_path / "b", device="cpu", progress=False)
     assert torch.equal(torch.load(tmp_path / "a.pt"), params(here["model"]))
+
+
+def test_a_resume_between_two_log_rows_logs_the_same_means(tmp_path, monkeypatch):
+    """A checkpoint every 5 steps and a log row every 4: the window open at the checkpoint is kept in it."""
+    import dvae_core.train as loop
+
+    config = tiny_config(steps=12, checkpoint_every=5, log_every=4)
+    real_save = loop.atomic_torch_save
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        raise KeyboardInterrupt  # killed right after the first checkpoint, at step 5
+
+    monkeypatch.setattr(loop, "atomic_torch_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", device="cpu", progress=False)
+    monkeypatch.setattr(loop, "atomic_torch_save", real_save)
+    assert load_checkpoint(tmp_path / "resumed" / CHECKPOINT)["step"] == 5
+    resumed = train(config, tmp_path / "resumed", device="cpu", progress=False)["history"]
+    reference = train(config, tmp_path / "reference", device="cpu", progress=False)["history"]
+    timing = {"images_per_s", "data_fraction"}
+    strip = lambda history: [{k: v for k, v in row.items() if k not in timing} for row in history]  # noqa: E731
+    assert [row["step"] for row in resumed] == [4, 8, 12]
+    assert strip(resumed) == strip(reference)

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from dvae_core.experiments import vlae
+from dvae_core.papers import vlae
+from dvae_core.papers.vlae import colour
 from dvae_core.models.pixelcnn import LUMINANCE_WEIGHTS, PixelCNN, PixelCNNConfig, luminance
 from dvae_core.models.vlae import VLAE, GrayContextVLAEConfig, VLAEConfig, vlae_config
 from dvae_core.runs import config_hash
@@ -149,7 +150,7 @@ PREVIEW_HASHES = ["0e4059d15a399007", "8d13a43abf2dc246", "b75d66f090028182", "3
 
 
 def test_existing_full_context_recipes_are_unchanged():
-    p = vlae.vlae_profile("preview")
+    p = vlae.profile("preview")
     configs = vlae.table_configs(p) + vlae.sweep_configs(p)
     assert [config_hash(c) for c in configs] == PREVIEW_HASHES
     for config in configs:
@@ -161,7 +162,7 @@ def test_existing_full_context_recipes_are_unchanged():
 
 @pytest.mark.parametrize("profile", ["smoke", "preview", "paper"])
 def test_colour_configs_round_trip_through_their_recipes(profile):
-    full, gray = vlae.colour_configs(vlae.colour_profile(profile), seed=2)
+    full, gray = colour.colour_configs(colour.profile(profile), seed=2)
     assert type(full.model) is VLAEConfig and isinstance(gray.model, GrayContextVLAEConfig)
     assert gray.model.context == "gray" and gray.to_dict()["model"]["kind"] == "vlae_gray"
     assert "context" not in full.to_dict()["model"] and "context" not in gray.to_dict()["model"]
@@ -172,7 +173,7 @@ def test_colour_configs_round_trip_through_their_recipes(profile):
     assert config_hash(full) != config_hash(gray)
     # Same recipe but for the model kind.
     assert {**gray.to_dict()["model"], "kind": "vlae"} == full.to_dict()["model"]
-    assert full.dataset == "shapes3d" and full.dataset_kwargs == {"resolution": vlae.colour_profile(profile).resolution}
+    assert full.dataset == "shapes3d" and full.dataset_kwargs == {"resolution": colour.profile(profile).resolution}
 
 
 def test_gray_context_rejects_what_it_cannot_be():
@@ -185,7 +186,7 @@ def test_gray_context_rejects_what_it_cannot_be():
 
 
 def test_gray_context_vlae_trains_through_the_training_loop(tmp_path):
-    config = vlae.colour_configs(vlae.colour_profile("smoke"))[1]
+    config = colour.colour_configs(colour.profile("smoke"))[1]
     config = dataclasses.replace(config, steps=2, checkpoint_every=2)
     run = train(config, tmp_path / "run", device="cpu", progress=False)
     assert run["model"].pixelcnn.gray_input and len(run["history"]) >= 1
@@ -201,39 +202,39 @@ def flat(rgb, size=4) -> torch.Tensor:
 def test_chroma_error_on_images_with_known_answers():
     red, gray_same_luma, green = flat([1.0, 0.0, 0.0]), flat([0.299] * 3), flat([0.0, 1.0, 0.0])
     # Red's chroma is (1 − 0.299, −0.299, −0.299); any gray image's is 0.
-    assert vlae.chroma_error(red, gray_same_luma).item() == pytest.approx((0.701 + 0.299 + 0.299) / 3, abs=1e-6)
-    assert vlae.chroma_error(red, red).item() == 0.0
+    assert colour.chroma_error(red, gray_same_luma).item() == pytest.approx((0.701 + 0.299 + 0.299) / 3, abs=1e-6)
+    assert colour.chroma_error(red, red).item() == 0.0
     # Red vs green: chroma (0.701, −0.299, −0.299) vs (−0.587, 0.413, −0.587).
-    assert vlae.chroma_error(red, green).item() == pytest.approx((1.288 + 0.712 + 0.288) / 3, abs=1e-6)
+    assert colour.chroma_error(red, green).item() == pytest.approx((1.288 + 0.712 + 0.288) / 3, abs=1e-6)
     # Brightness alone is not colour: two grays differ in mean RGB but not in chroma.
     dark, light = flat([0.2] * 3), flat([0.8] * 3)
-    assert vlae.chroma_error(dark, light).item() == pytest.approx(0.0, abs=1e-7)
-    assert vlae.mean_rgb_error(dark, light).item() == pytest.approx(0.6)
+    assert colour.chroma_error(dark, light).item() == pytest.approx(0.0, abs=1e-7)
+    assert colour.mean_rgb_error(dark, light).item() == pytest.approx(0.6)
     # Only the image's mean counts: moving the same pixels around changes nothing.
     image = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     shuffled = image.flatten(2)[:, :, torch.randperm(16)].view(2, 3, 4, 4)
-    torch.testing.assert_close(vlae.chroma_error(image, shuffled), torch.zeros(2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(colour.chroma_error(image, shuffled), torch.zeros(2), atol=1e-6, rtol=0)
     # Half the image recoloured from red to green: half the full error.
     half = red.clone()
     half[:, :, :2] = green[:, :, :2]
-    assert vlae.chroma_error(red, half).item() == pytest.approx((1.288 + 0.712 + 0.288) / 6, abs=1e-6)
+    assert colour.chroma_error(red, half).item() == pytest.approx((1.288 + 0.712 + 0.288) / 6, abs=1e-6)
 
 
 def test_colour_error_scores_the_models_own_decompressions():
     torch.manual_seed(0)
     model = VLAE(tiny_vlae_config(context="gray")).eval()
     images = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    result = vlae.colour_error(model, images, num=2, seed=0, kl_samples=3)
+    result = colour.colour_error(model, images, num=2, seed=0, kl_samples=3)
     outputs = result["decompressions"]
     assert len(outputs) == 2 and outputs[0].shape == images.shape
-    expected = ((vlae.chroma_error(images, outputs[0]) + vlae.chroma_error(images, outputs[1])) / 2).numpy()
+    expected = ((colour.chroma_error(images, outputs[0]) + colour.chroma_error(images, outputs[1])) / 2).numpy()
     np.testing.assert_allclose(result["per_image_colour_error"], expected, rtol=1e-6)
     assert result["per_image_kl"].shape == (5,)
     assert result["colour_error"] == pytest.approx(expected.mean())
-    again = vlae.colour_error(model, images, num=2, seed=0, kl_samples=3)
+    again = colour.colour_error(model, images, num=2, seed=0, kl_samples=3)
     np.testing.assert_array_equal(again["per_image_colour_error"], result["per_image_colour_error"])
-    table = vlae.colour_table({"full": result, "gray": again})
-    assert list(table.index) == [vlae.COLOUR_LABELS["full"], vlae.COLOUR_LABELS["gray"]]
+    table = colour.colour_table({"full": result, "gray": again})
+    assert list(table.index) == [colour.COLOUR_LABELS["full"], colour.COLOUR_LABELS["gray"]]
 
 
 # --- the claim rule --------------------------------------------------------------------------------
@@ -249,31 +250,31 @@ def test_colour_claim_on_constructed_numbers():
     full = result(0.2 + 0.02 * rng.standard_normal(n), 10 + rng.standard_normal(n))
     # Gray context: lower colour error and more KL on every image.
     better = result(full["per_image_colour_error"] - 0.05, full["per_image_kl"] + 3)
-    claim = vlae.colour_claim(full, better)
+    claim = colour.colour_claim(full, better)
     assert claim.verdict == "reproduced"
     assert claim.ours["images"] == n and claim.ours["p_colour"] < 1e-6 and claim.ours["p_kl"] < 1e-6
     assert "Wilcoxon" in claim.rule
     # Colour kept but no more nats in z: the second half of the claim fails.
     same_kl = result(better["per_image_colour_error"], full["per_image_kl"] - 1)
-    assert vlae.colour_claim(full, same_kl).verdict == "not reproduced"
+    assert colour.colour_claim(full, same_kl).verdict == "not reproduced"
     # Worse colours: not reproduced.
     worse = result(full["per_image_colour_error"] + 0.05, full["per_image_kl"] + 3)
-    assert vlae.colour_claim(full, worse).verdict == "not reproduced"
+    assert colour.colour_claim(full, worse).verdict == "not reproduced"
     # Identical models: medians of 0 are not the claimed ordering.
-    assert vlae.colour_claim(full, full).verdict == "not reproduced"
+    assert colour.colour_claim(full, full).verdict == "not reproduced"
 
 
 def test_colour_verdict_is_inconclusive_when_the_ordering_is_not_significant():
     # Median differences of the claimed sign but a few images only: p ≥ 0.01.
-    verdict, numbers = vlae.colour_verdict(np.array([-0.01, -0.02, 0.015, -0.005]), np.array([1.0, 2.0, -0.5, 0.5]))
+    verdict, numbers = colour.colour_verdict(np.array([-0.01, -0.02, 0.015, -0.005]), np.array([1.0, 2.0, -0.5, 0.5]))
     assert verdict == "inconclusive"
     assert numbers["median_colour_error_difference"] < 0 < numbers["median_kl_difference"]
-    assert numbers["p_colour"] >= vlae.COLOUR_ALPHA
+    assert numbers["p_colour"] >= colour.COLOUR_ALPHA
     # With a looser level the same numbers still do not pass the colour test (p = 0.3125 exactly here).
-    assert vlae.colour_verdict(np.array([-0.01, -0.02, 0.015, -0.005]), np.array([1.0, 2.0, -0.5, 0.5]),
+    assert colour.colour_verdict(np.array([-0.01, -0.02, 0.015, -0.005]), np.array([1.0, 2.0, -0.5, 0.5]),
                                alpha=0.2)[0] == "inconclusive"
 
 
 def test_colour_claim_needs_the_same_images():
     with pytest.raises(ValueError, match="same images"):
-        vlae.colour_claim(result([0.1, 0.2], [1, 2]), result([0.1, 0.2, 0.3], [1, 2, 3]))
+        colour.colour_claim(result([0.1, 0.2], [1, 2]), result([0.1, 0.2, 0.3], [1, 2, 3]))

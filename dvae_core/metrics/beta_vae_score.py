@@ -65,8 +65,8 @@ def beta_vae_score(dataset: FactorDataset, encode: Encoder, rng: np.random.Gener
                         (max_images_per_call, "max_images_per_call")):
         _check_positive_int(value, name)
 
-    train_x, train_y = _generate_points(dataset, encode, rng, batch_size, num_train, max_images_per_call)
-    eval_x, eval_y = _generate_points(dataset, encode, rng, batch_size, num_eval, max_images_per_call)
+    train_x, train_y = generate_points(dataset, encode, rng, batch_size, num_train, max_images_per_call)
+    eval_x, eval_y = generate_points(dataset, encode, rng, batch_size, num_eval, max_images_per_call)
     if np.unique(train_y).size == 1:  # nothing to learn: predict the one training class
         model = None
         train_pred = np.full_like(train_y, train_y[0])
@@ -78,9 +78,10 @@ def beta_vae_score(dataset: FactorDataset, encode: Encoder, rng: np.random.Gener
             "eval_accuracy": float(np.mean(eval_pred == eval_y)), "classifier": model}
 
 
-def _generate_points(dataset: FactorDataset, encode: Encoder, rng: np.random.Generator, batch_size: int,
-                     num_points: int, max_images_per_call: int) -> tuple[np.ndarray, np.ndarray]:
-    """Features (num_points, d) = mean |z1 − z2| over ``batch_size`` pairs, labels (num_points,) = k."""
+def generate_points(dataset: FactorDataset, encode: Encoder, rng: np.random.Generator, batch_size: int,
+                    num_points: int, max_images_per_call: int) -> tuple[np.ndarray, np.ndarray]:
+    """The β-VAE metric's points: features (num_points, d) = mean |z1 − z2| over ``batch_size`` pairs that
+    share factor k, labels (num_points,) = k. Public so that figures can show the points the metric sees."""
     num_factors = dataset.num_factors
     labels = rng.integers(0, num_factors, size=num_points)
     shape = (num_points, batch_size, num_factors)

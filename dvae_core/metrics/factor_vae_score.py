@@ -112,12 +112,7 @@ def _generate_votes(dataset: FactorDataset, encode: Encoder, rng: np.random.Gene
     """Vote counts V (K, num_active): V[k, j] = how often fixing factor k made active dim j the argmin."""
     num_factors = dataset.num_factors
     factor_index = rng.integers(0, num_factors, size=num_votes)
-    factors = np.array(dataset.sample_factors(num_votes * batch_size, rng), dtype=np.int64)
-    factors = factors.reshape(num_votes, batch_size, num_factors)
-    votes_idx = np.arange(num_votes)
-    # Fix the chosen factor to the value of the batch's first point, for the whole batch.
-    factors[votes_idx[:, None], np.arange(batch_size)[None, :], factor_index[:, None]] = \
-        factors[votes_idx, 0, factor_index][:, None]
+    factors = vote_points(dataset, factor_index, batch_size, rng)
 
     votes = np.zeros((num_factors, int(active.sum())), dtype=np.int64)
     votes_per_call = max(1, max_images_per_call // batch_size)
@@ -127,10 +122,29 @@ def _generate_votes(dataset: FactorDataset, encode: Encoder, rng: np.random.Gene
         codes = encode_factors(dataset, encode, flat, max_images_per_call)
         if codes.shape[1] != global_variances.size:
             raise ValueError(f"encode returned {codes.shape[1]} dims, earlier {global_variances.size}")
-        local_variances = codes.reshape(stop - start, batch_size, -1).var(axis=1, ddof=1)
-        argmin = np.argmin(local_variances[:, active] / global_variances[active], axis=1)
+        batches = codes.reshape(stop - start, batch_size, -1)[:, :, active]
+        argmin = np.argmin(normalised_variances(batches, global_variances[active]), axis=1)
         np.add.at(votes, (factor_index[start:stop], argmin), 1)
     return votes
+
+
+def vote_points(dataset: FactorDataset, factor_index: np.ndarray, batch_size: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """The factor points of one vote per entry of ``factor_index``, shape (votes, batch_size, K): uniform
+    draws with factor ``factor_index[v]`` fixed, for the whole batch, to the value of its first point."""
+    num_votes, num_factors = len(factor_index), dataset.num_factors
+    factors = np.array(dataset.sample_factors(num_votes * batch_size, rng), dtype=np.int64)
+    factors = factors.reshape(num_votes, batch_size, num_factors)
+    votes_idx = np.arange(num_votes)
+    factors[votes_idx[:, None], np.arange(batch_size)[None, :], factor_index[:, None]] = \
+        factors[votes_idx, 0, factor_index][:, None]
+    return factors
+
+
+def normalised_variances(batches: np.ndarray, global_variances: np.ndarray) -> np.ndarray:
+    """(votes, d): each dimension's variance (ddof=1) over each vote's batch of codes (votes, batch_size, d),
+    divided by its global variance; a vote goes to the argmin."""
+    return batches.var(axis=1, ddof=1) / global_variances
 
 
 def _as_generator(rng: np.random.Generator | int) -> np.random.Generator:

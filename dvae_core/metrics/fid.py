@@ -46,8 +46,7 @@ from torch import nn
 
 from dvae_core.data.files import DATA_DIR_ENV, FASHION_MNIST_DIR, default_data_path, load_mnist_like
 from dvae_core.metrics.encode import as_codes
-from dvae_core.runs import default_store
-from dvae_core.train import atomic_torch_save, canonical_json, keep_freed_memory, resolve_device
+from dvae_core.infra import atomic_torch_save, canonical_json, default_store, keep_freed_memory, resolve_device
 
 Images = Union[torch.Tensor, Iterable[torch.Tensor]]
 
@@ -320,6 +319,16 @@ def train_domain_classifier(images: np.ndarray | torch.Tensor, labels: np.ndarra
 
     Training time on a shared CPU: use one thread (``torch.set_num_threads(1)``) when another
     process is busy on the cores; two threads competing with it were 5× slower than one.
+
+    Why this is not a model kind of :func:`dvae_core.train.train`: that loop trains generative models on
+    unlabelled batches drawn i.i.d. by ``dataset.sample`` (``model.loss(x)``), and names a run by the hash
+    of its recipe alone. The FID's feature network is a measuring instrument, not a model the book studies:
+    it needs the labels, passes over one fixed labelled set in epochs (the accuracy it reports is on the
+    test split), and must be keyed by a hash of the data as well as of the recipe, so that it is never
+    reused for other images. Carrying labels through the loop's model contract (:class:`~dvae_core.train.
+    TrainableModel`) for this one classifier would also change the committed classifier's weights, and with
+    them every FID in the RAE chapter. The loop's shared pieces (device, allocator, atomic saves) are
+    :mod:`dvae_core.infra`'s, as here.
 
     Returns a dict: ``model`` (eval mode, on ``device``), ``test_accuracy``, ``train_seconds``
     (of the original training), ``path`` and ``from_cache``.

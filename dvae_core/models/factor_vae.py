@@ -19,7 +19,7 @@ itself uses Adam(1e-4, (0.9, 0.999)) in the paper. γ ∈ {10, 20, 30, 40, 50, 1
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +30,38 @@ from dvae_core.models.vae import VAE, VAEConfig, gaussian_kl
 
 @dataclass(frozen=True)
 class FactorVAEConfig:
+    """The TC term: its weight γ and the discriminator that estimates it."""
+
     gamma: float = 10.0
     disc_hidden: int = 1000
     disc_layers: int = 6
     disc_lr: float = 1e-4
     disc_betas: tuple[float, float] = (0.5, 0.9)
+
+
+@dataclass(frozen=True)
+class FactorVAEModelConfig(FactorVAEConfig, VAEConfig):
+    """FactorVAE as a model kind of the training loop: a VAE's fields and the TC term's in one recipe.
+
+    ``kind = "factor_vae"`` names it in the recipe, as ``"rae"`` or ``"vlae"`` name theirs; every
+    ``VAEConfig`` field (``decoder``, ``latent_dim``, …) reads as on a VAE. Recipes written before this kind
+    existed kept the TC term beside the model (``TrainConfig.factor_vae``): :meth:`TrainConfig.from_dict`
+    reads them, and ``python -m dvae_core.cli --migrate-store`` moves such runs to their new names.
+    """
+
+    kind: str = "factor_vae"
+
+    @classmethod
+    def of(cls, vae: VAEConfig, factor: FactorVAEConfig) -> "FactorVAEModelConfig":
+        return cls(**asdict(vae), **asdict(factor))
+
+    @property
+    def vae(self) -> VAEConfig:
+        return VAEConfig(**{f.name: getattr(self, f.name) for f in fields(VAEConfig)})
+
+    @property
+    def factor(self) -> FactorVAEConfig:
+        return FactorVAEConfig(**{f.name: getattr(self, f.name) for f in fields(FactorVAEConfig)})
 
 
 def permute_dims(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import torch
 from torch import nn
@@ -69,7 +69,8 @@ from torch import nn
 from dvae_core.models.decoders import DeconvDecoder
 from dvae_core.models.encoders import num_halvings
 
-CODE_PRIORS = ("uniform", "gaussian")
+CodePrior = Literal["uniform", "gaussian"]
+CODE_PRIORS = get_args(CodePrior)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class InfoWGANConfig:
     kind: str = "info_wgan"
     code_dim: int = 10              # c: the codes Q recovers and the metrics read
     noise_dim: int = 0              # z: incompressible noise, not predicted by Q
-    code_prior: str = "uniform"     # "uniform": c ~ U(-1, 1) (InfoGAN); "gaussian": c ~ N(0, I)
+    code_prior: CodePrior = "uniform"  # "uniform": c ~ U(-1, 1) (InfoGAN); "gaussian": c ~ N(0, I)
     in_channels: int = 1
     resolution: int = 64
     channels: int = 64

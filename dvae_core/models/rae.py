@@ -46,6 +46,7 @@ widths at 64×64 come from that code, not from a quoted line of the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from dvae_core.models.vae import gaussian_kl
 
-VARIANTS = ("ae", "rae", "rae_l2", "rae_gp", "rae_sn", "vae", "cv_vae", "wae")
+Variant = Literal["ae", "rae", "rae_l2", "rae_gp", "rae_sn", "vae", "cv_vae", "wae"]
+VARIANTS = get_args(Variant)
 #: The paper's names, for tables.
 VARIANT_LABELS = {"ae": "AE", "rae": "RAE", "rae_l2": "RAE-L2", "rae_gp": "RAE-GP", "rae_sn": "RAE-SN",
                   "vae": "VAE", "cv_vae": "CV-VAE", "wae": "WAE"}
@@ -77,7 +79,7 @@ class RAEConfig:
     """One model of the RAE chapter; ``beta`` (the code/KL/MMD weight) lives in ``TrainConfig.beta``."""
 
     kind: str = "rae"
-    variant: str = "rae"            # one of VARIANTS
+    variant: Variant = "rae"
     latent_dim: int = 16
     in_channels: int = 1
     resolution: int = 32            # 32 (28×28 images zero-padded, the authors' MNIST loader; CIFAR-10) or 64 (CelebA)

@@ -9,6 +9,7 @@ can log them and name the one that went non-finite.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -17,12 +18,13 @@ from dvae_core.models.decoders import DeconvDecoder, SpatialBroadcastDecoder
 from dvae_core.models.encoders import ConvEncoder
 from dvae_core.models.likelihoods import make_likelihood
 
-DECODERS = ("deconv", "sb")
+Decoder = Literal["deconv", "sb"]    # deconvolutional, or spatial broadcast (Watters et al. 2019)
+DECODERS = get_args(Decoder)
 
 
 @dataclass(frozen=True)
 class VAEConfig:
-    decoder: str = "deconv"           # "deconv" or "sb" (spatial broadcast)
+    decoder: Decoder = "deconv"
     latent_dim: int = 10
     in_channels: int = 3
     resolution: int = 64
@@ -30,8 +32,8 @@ class VAEConfig:
     decoder_channels: int = 64
     hidden: int = 256
     sb_layers: int = 4
-    sb_padding: str = "valid"
-    likelihood: str = "bernoulli"
+    sb_padding: Literal["valid", "same"] = "valid"
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     gaussian_std: float = 0.1
 
 

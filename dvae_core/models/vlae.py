@@ -46,6 +46,7 @@ existing VLAE) are unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -54,11 +55,15 @@ from dvae_core.models.flows import AutoregressiveFlowPrior, IAFPosterior, standa
 from dvae_core.models.likelihoods import Bernoulli
 from dvae_core.models.pixelcnn import PixelCNN, PixelCNNConfig
 
-VLAE_DECODERS = ("pixelcnn", "factorized")
-PRIORS = ("af", "gaussian")
-POSTERIORS = ("gaussian", "iaf")
+VLAEDecoder = Literal["pixelcnn", "factorized"]
+VLAE_DECODERS = get_args(VLAEDecoder)
+Prior = Literal["af", "gaussian"]
+PRIORS = get_args(Prior)
+Posterior = Literal["gaussian", "iaf"]
+POSTERIORS = get_args(Posterior)
 #: What the PixelCNN reads of the pixels already generated: all their channels, or their luminance only.
-CONTEXTS = ("full", "gray")
+Context = Literal["full", "gray"]
+CONTEXTS = get_args(Context)
 
 
 @dataclass(frozen=True)
@@ -70,9 +75,9 @@ class VLAEConfig:
     encoder_channels: int = 32      # the encoder has C and 2C channels
     decoder_channels: int = 32      # width of the transposed convolutions and of the conditioning map
     hidden: int = 256               # dense layers of encoder and decoder
-    decoder: str = "pixelcnn"       # one of VLAE_DECODERS
-    prior: str = "af"               # one of PRIORS
-    posterior: str = "gaussian"     # one of POSTERIORS
+    decoder: VLAEDecoder = "pixelcnn"
+    prior: Prior = "af"
+    posterior: Posterior = "gaussian"
     pixelcnn_layers: int = 6
     pixelcnn_channels: int = 12
     pixelcnn_kernel: int = 3

@@ -8,7 +8,7 @@ chosen value:
 - :func:`traversal_animation` + :func:`animation_html`, precomputed frames behind a slider that
   needs no kernel (matplotlib's JavaScript animation, made self-contained), for the rendered book.
 
-The runs come from the run store (:func:`dvae_core.runs.get_or_train_all`), so once the Fig. 2
+The runs come from the run store (:func:`dvae_core.sweep.get_or_train_all`), so once the Fig. 2
 notebook has trained them, opening the explorer costs only loading the checkpoints.
 """
 
@@ -23,18 +23,18 @@ import numpy as np
 import torch
 
 from dvae_core.evaluate import traverse
-from dvae_core.experiments import sbd
+from dvae_core.papers import sbd
 from dvae_core.models import gaussian_kl
-from dvae_core.runs import config_hash, get_or_train_all
+from dvae_core.runs import config_hash
+from dvae_core.sweep import get_or_train_all
 
-DECODER_NAMES = {"deconv": "DeConv", "sb": "Spatial Broadcast"}
 FIG2_NOTEBOOK = "sbd_fig2_deconv_vs_sb"
 
 
 # --------------------------------------------------------------------------- runs
 
 
-def load_fig2_runs(p: sbd.Fig2Profile, device: str = "auto") -> list[dict]:
+def load_fig2_runs(p: sbd.SBDProfile, device: str = "auto") -> list[dict]:
     """The Fig. 2 runs of profile ``p`` from the run store (training any that are missing)."""
     runs = get_or_train_all(sbd.fig2_configs(p), device=device)
     for run in runs:
@@ -58,7 +58,7 @@ def fig2_migs(profile: str) -> dict[tuple[str, int], float]:
 def run_label(run: dict, migs: dict[tuple[str, int], float]) -> str:
     c = run["config"]
     mig = migs.get((c.model.decoder, c.seed))
-    return f"{DECODER_NAMES[c.model.decoder]}, seed {c.seed}" + (f" (MIG {mig:.3f})" if mig is not None else "")
+    return f"{sbd.DECODER_NAMES[c.model.decoder]}, seed {c.seed}" + (f" (MIG {mig:.3f})" if mig is not None else "")
 
 
 def median_mig_run(runs: list[dict], decoder: str, migs: dict[tuple[str, int], float]) -> dict:

@@ -42,10 +42,12 @@ from dvae_core.claims import Claim
 from dvae_core.data import make_dataset
 from dvae_core.data.base import FactorDataset
 from dvae_core.metrics import beta_vae_score, encode_factors, factor_vae_score, mig, sample_codes
-from dvae_core.metrics.beta_vae_score import _generate_points
+from dvae_core.metrics.beta_vae_score import generate_points
+from dvae_core.metrics.factor_vae_score import normalised_variances, vote_points
+from dvae_core.papers import paper
 from dvae_core.profiles import select
 
-PAPER = "Kim & Mnih 2018 (FactorVAE)"
+PAPER = paper("factorvae").citation
 
 
 # --------------------------------------------------------------------------- profiles
@@ -67,7 +69,7 @@ class MetricProfile:
     rotation_votes: tuple[int, int] = (2_000, 1_000)  # (num_train, num_eval) in that sweep
 
 
-METRIC = {
+PROFILES = {
     # seconds: every code path, numbers meaningless at this size
     "smoke": MetricProfile(resolution=32, num_train=200, num_eval=100, num_variance_estimate=500,
                            mig_samples=1000, prerender=False, rotations=3, rotation_votes=(100, 50)),
@@ -79,8 +81,10 @@ METRIC = {
 }
 
 
-def metric_profile(profile: str) -> MetricProfile:
-    return select(METRIC, profile)
+def profile(name: str, seed_offset: int = 0) -> MetricProfile:
+    """The profile's settings. ``seed_offset`` is accepted for the common signature: this notebook trains
+    nothing, and its constructed codes draw from fixed seeds."""
+    return select(PROFILES, name)
 
 
 def metric_dataset(p: MetricProfile) -> "FactorTagged":
@@ -327,9 +331,7 @@ def score_table(scores: dict[str, dict]) -> pd.DataFrame:
 
 def fixed_factor_batch(dataset: FactorDataset, factor: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
     """``batch_size`` uniform grid points with ``factor`` fixed to the first point's value (one FactorVAE vote)."""
-    points = dataset.sample_factors(batch_size, rng)
-    points[:, factor] = points[0, factor]
-    return points
+    return vote_points(dataset, np.array([factor]), batch_size, rng)[0]
 
 
 def global_variances(dataset: FactorDataset, encode, num_points: int, rng: np.random.Generator) -> np.ndarray:
@@ -340,13 +342,15 @@ def global_variances(dataset: FactorDataset, encode, num_points: int, rng: np.ra
 
 def factor_vae_vote(dataset: FactorDataset, encode, factor: int, variances: np.ndarray, rng: np.random.Generator,
                     batch_size: int = 64) -> dict:
-    """One FactorVAE vote: the batch, each dimension's variance over it divided by its global variance, the argmin.
+    """One FactorVAE vote as :func:`~dvae_core.metrics.factor_vae_score` casts it (its ``vote_points`` and
+    ``normalised_variances``), with the batch and its codes kept for the figures: each dimension's variance
+    over the batch divided by its global variance, and the argmin.
 
     Every dimension is taken as active (the codes here have s.d. well above the 0.05 threshold).
     """
     points = fixed_factor_batch(dataset, factor, batch_size, rng)
     codes = encode_factors(dataset, encode, points)
-    normalised = np.var(codes, axis=0, ddof=1) / variances
+    normalised = normalised_variances(codes[None], variances)[0]
     return {"factors": points, "codes": codes, "normalised_variance": normalised,
             "vote": int(np.argmin(normalised))}
 
@@ -364,7 +368,7 @@ def beta_vae_feature(dataset: FactorDataset, encode, factor: int, rng: np.random
 def beta_vae_features(dataset: FactorDataset, encode, rng: np.random.Generator, batch_size: int = 64,
                       num_points: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """Features (n, d) and labels (n,) exactly as the β-VAE metric generates its training points."""
-    return _generate_points(dataset, encode, rng, batch_size, num_points, 2048)
+    return generate_points(dataset, encode, rng, batch_size, num_points, 2048)
 
 
 def mean_feature_by_factor(features: np.ndarray, labels: np.ndarray, num_factors: int) -> np.ndarray:

@@ -40,10 +40,11 @@ from dvae_core.data import make_dataset
 from dvae_core.data.image_sets import ImageSet
 from dvae_core.evaluate import encode_means
 from dvae_core.models.rae import VARIANT_LABELS, VARIANTS, RAEConfig
+from dvae_core.papers import BenchModel, paper
 from dvae_core.profiles import select
 from dvae_core.train import TrainConfig, throughput
 
-PAPER = "Ghosh et al. 2020 (RAE)"
+PAPER = paper("rae").citation
 
 #: (β, λ) per model: the authors' released MNIST configuration (β weighs the code penalty, the KL or
 #: the MMD; λ the decoder regulariser of RAE-L2 / RAE-GP).
@@ -129,14 +130,14 @@ class RAEProfile:
     variants: tuple[str, ...] = VARIANTS
     train_limit: int | None = None
     celeba_train_limit: int | None = None  # CelebA's first N training images (all 162,770 are 8 GB as float32)
-    classifier: str = "preview"
+    classifier_epochs: int = 4  # the FID domain classifier's training epochs
     checkpoint_every: int = 1000
     dataset_lr: bool = False    # True: each dataset's paper learning rate (DatasetSettings.paper_lr) instead of lr
 
 
 PROFILES = {
     "smoke": RAEProfile(channels=4, latent_dim=16, batch_size=32, steps=8, lr=5e-4, fid_samples=200,
-                        gmm_fit_codes=300, fid_repeats=2, train_limit=2000, classifier="smoke", checkpoint_every=4),
+                        gmm_fit_codes=300, fid_repeats=2, train_limit=2000, classifier_epochs=1, checkpoint_every=4),
     # 2 CPU cores: C = 8 (a 16th of the paper's width), 1,500 steps of 100 (2.5 epochs instead of 100);
     # ~850 images/s per one-thread process, RAE-GP ~370 (its double backward), two runs at a time.
     "preview": RAEProfile(channels=8, latent_dim=16, batch_size=100, steps=1500, lr=5e-4, fid_samples=10_000,
@@ -146,13 +147,15 @@ PROFILES = {
     # The paper's MNIST setting: C = 128, latent 16, batch 100, 100 epochs of 60,000 images, Adam 5e-4.
     # CelebA trains with Adam 1e-3 here (its paper rate); MNIST's and CIFAR-10's are 5e-4.
     "paper": RAEProfile(channels=128, latent_dim=16, batch_size=100, steps=60_000, lr=5e-4, fid_samples=10_000,
-                        gmm_fit_codes=60_000, fid_repeats=3, classifier="paper", checkpoint_every=5000,
+                        gmm_fit_codes=60_000, fid_repeats=3, checkpoint_every=5000,
                         dataset_lr=True),
 }
 
 
-def rae_profile(profile: str) -> RAEProfile:
-    return select(PROFILES, profile)
+def profile(name: str, seed_offset: int = 0) -> RAEProfile:
+    """The profile's settings. ``seed_offset`` is accepted for the common signature: the notebooks pass their
+    ``seed`` to :func:`run_configs` instead."""
+    return select(PROFILES, name)
 
 
 def train_set(p: RAEProfile, dataset: str = "fashion_mnist", root: str | None = None) -> ImageSet:
@@ -275,7 +278,7 @@ def score_run(run: dict, p: RAEProfile, dataset: str, root: str | None, test_sta
 
 def scorer(p: RAEProfile, dataset: str, root: str | None, test_stats, seed: int = 0,
            inception_path: str | os.PathLike | None = None):
-    """``evaluate=`` for :func:`~dvae_core.runs.get_or_train_all`: each model's four FIDs are computed on the
+    """``evaluate=`` for :func:`~dvae_core.sweep.get_or_train_all`: each model's four FIDs are computed on the
     worker that trained it, overlapping the other models' training; the rows are ``run["evaluation"]``."""
     return partial(score_run, p=p, dataset=dataset, root=root, test_stats=test_stats, seed=seed,
                    inception_path=inception_path)
@@ -403,10 +406,6 @@ def table1_claims(rows: list[dict], fid_repeats: int) -> list[Claim]:
 
 
 # ------------------------------------------------------------------------------------------- FID features
-#: The domain classifier's training settings per profile (name of a DomainClassifierConfig preset).
-CLASSIFIER_EPOCHS = {"smoke": 1, "preview": 4, "paper": 4}
-
-
 def crop_to_source(images: torch.Tensor, dataset: str = "fashion_mnist") -> torch.Tensor:
     """Undo the zero-padding of a padded set (28×28 → 32×32): the FID features see the images at the data's
     own size. Sets that are not padded (CIFAR-10, CelebA) come back unchanged."""
@@ -449,7 +448,7 @@ def feature_extractor(p: RAEProfile, train: ImageSet, test: ImageSet, device: st
     ``$DVAE_DATA_DIR/inception-2015-12-05.pt``). ``dataset`` defaults to the one ``train`` was made from.
     """
     from dvae_core.metrics.fid import DomainClassifierConfig, extract_features, train_domain_classifier
-    from dvae_core.train import resolve_device
+    from dvae_core.infra import resolve_device
 
     dataset = dataset or dataset_of(train)
     settings = dataset_settings(dataset)
@@ -462,7 +461,7 @@ def feature_extractor(p: RAEProfile, train: ImageSet, test: ImageSet, device: st
         return inception_features, {"extractor": "inception", "path": str(extractor.path), "feature_dim": 2048}
 
     # in_channels / size at their defaults (1, 28) give exactly the Fashion-MNIST classifier (and cache key)
-    config = DomainClassifierConfig(epochs=CLASSIFIER_EPOCHS[p.classifier], in_channels=settings.in_channels,
+    config = DomainClassifierConfig(epochs=p.classifier_epochs, in_channels=settings.in_channels,
                                     size=settings.source_size)
     trained = train_domain_classifier(crop_to_source(train.data, dataset), train.labels,
                                       crop_to_source(test.data, dataset), test.labels, config,
@@ -540,7 +539,7 @@ def dataset_table1(p: RAEProfile, dataset: str, seed: int = 0, device: str = "au
     for the 28×28 sets it is their folder of idx files, as ``data_root`` of the notebook).
     """
     from dvae_core.metrics.fid import feature_statistics
-    from dvae_core.runs import get_or_train_all
+    from dvae_core.sweep import get_or_train_all
 
     settings = dataset_settings(dataset)
     if dataset in COLOUR_DATASETS:
@@ -661,3 +660,11 @@ def latent_density_view(runs: dict, densities: dict, test: ImageSet, variants: t
         ax.set_aspect("equal", adjustable="datalim")
     fig.tight_layout()
     return fig
+
+
+def bench_config(name: str) -> TrainConfig:
+    """The run ``dvae_core.bench`` times under profile ``name``: the plain RAE of Table 1."""
+    return run_config(profile(name), "rae")
+
+
+BENCH_MODELS = {"rae": BenchModel("RAE", "rae.run_config(rae.profile(profile), 'rae')", bench_config)}

@@ -33,15 +33,16 @@ from scipy.stats import binomtest, spearmanr
 from dvae_core.claims import Claim, compare_groups, compare_groups_rule, curve_verdict
 from dvae_core.evaluate import ENCODE_BATCH, evaluate_elbo, mean_encoder
 from dvae_core.metrics import factor_vae_score, gaussian_total_correlation, mig, sample_codes
-from dvae_core.models import FactorVAEConfig, VAEConfig
+from dvae_core.models import FactorVAEConfig, FactorVAEModelConfig, VAEConfig
 from dvae_core.models.factor_vae import permute_dims
 from dvae_core.models.info_wgan import InfoWGANConfig
 from dvae_core.models.vae import gaussian_kl
+from dvae_core.papers import BenchModel, paper
 from dvae_core.profiles import select
 from dvae_core.runs import load_snapshots
-from dvae_core.train import TrainConfig, throughput
+from dvae_core.train import TrainConfig, model_kind, throughput
 
-PAPER = "Kim & Mnih 2018 (FactorVAE)"
+PAPER = paper("factorvae").citation
 BETA_VAE, FACTOR_VAE, INFO_WGAN = "β-VAE", "FactorVAE", "InfoWGAN-GP"
 
 
@@ -110,8 +111,9 @@ PROFILES = {
 }
 
 
-def profile_settings(profile: str, seed_offset: int = 0) -> TradeoffProfile:
-    p = select(PROFILES, profile)
+def profile(name: str, seed_offset: int = 0) -> TradeoffProfile:
+    """The profile's settings; ``seed_offset`` shifts every training seed (the notebooks' ``seed``)."""
+    p = select(PROFILES, name)
     if seed_offset:
         grid = p.shapes3d_grid
         p = replace(p, seeds=tuple(s + seed_offset for s in p.seeds),
@@ -137,12 +139,13 @@ def run_config(p: TradeoffProfile, seed: int, beta: float = 1.0, gamma: float | 
     """A β-VAE (``gamma`` None) or a FactorVAE with weight ``gamma`` on the TC (and β = 1, as the paper)."""
     model = VAEConfig(decoder="deconv", latent_dim=10, in_channels=IN_CHANNELS[dataset], resolution=p.resolution,
                       encoder_channels=p.channels, decoder_channels=p.channels, hidden=p.hidden)
-    factor = None if gamma is None else FactorVAEConfig(gamma=gamma, disc_hidden=p.disc_hidden,
-                                                        disc_layers=p.disc_layers, disc_lr=p.disc_lr)
+    if gamma is not None:
+        model = FactorVAEModelConfig.of(model, FactorVAEConfig(gamma=gamma, disc_hidden=p.disc_hidden,
+                                                               disc_layers=p.disc_layers, disc_lr=p.disc_lr))
     return TrainConfig(dataset=dataset, dataset_kwargs={"resolution": p.resolution}, model=model, beta=beta,
                        steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=seed,
                        checkpoint_every=min(p.checkpoint_every, p.steps), log_every=max(1, min(50, p.steps // 10)),
-                       factor_vae=factor, snapshot_every=p.steps // p.snapshots)
+                       snapshot_every=p.steps // p.snapshots)
 
 
 def tradeoff_configs(p: TradeoffProfile, dataset: str = "dsprites") -> list[TrainConfig]:
@@ -173,20 +176,24 @@ def trajectory_configs(p: TradeoffProfile, dataset: str = "dsprites") -> list[Tr
     """The runs followed over training: every FactorVAE (the discriminator claim is tested over them) and
     the first seed of each β-VAE (for the TC-vs-metric claim; snapshot evaluation is the costly part)."""
     first = p.seeds[0]
-    return [c for c in tradeoff_configs(p, dataset) if c.factor_vae is not None or c.seed == first]
+    return [c for c in tradeoff_configs(p, dataset) if is_factor_vae(c) or c.seed == first]
+
+
+def is_factor_vae(config: TrainConfig) -> bool:
+    return model_kind(config) == "factor_vae"
 
 
 def model_name(config: TrainConfig) -> str:
-    return BETA_VAE if config.factor_vae is None else FACTOR_VAE
+    return FACTOR_VAE if is_factor_vae(config) else BETA_VAE
 
 
 def setting(config: TrainConfig) -> float:
     """The swept hyperparameter: β for a β-VAE, γ for a FactorVAE."""
-    return config.beta if config.factor_vae is None else config.factor_vae.gamma
+    return config.model.gamma if is_factor_vae(config) else config.beta
 
 
 def setting_label(config: TrainConfig) -> str:
-    return f"β={config.beta:g}" if config.factor_vae is None else f"γ={config.factor_vae.gamma:g}"
+    return f"γ={config.model.gamma:g}" if is_factor_vae(config) else f"β={config.beta:g}"
 
 
 @torch.inference_mode()
@@ -439,3 +446,12 @@ def plot_tc_trajectories(trajectories: pd.DataFrame):
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def bench_config(name: str) -> TrainConfig:
+    """The run ``dvae_core.bench`` times under profile ``name``: a FactorVAE at the middle γ of the grid."""
+    p = profile(name)
+    return run_config(p, p.seeds[0], gamma=p.gammas[len(p.gammas) // 2])
+
+
+BENCH_MODELS = {"factor_vae": BenchModel("FactorVAE", "tradeoff.run_config(gamma=middle of the grid)", bench_config)}

@@ -26,15 +26,26 @@ import pandas as pd
 from dvae_core.claims import Claim, compare_groups, compare_groups_rule, curve_verdict
 from dvae_core.evaluate import evaluate_elbo, mean_encoder
 from dvae_core.metrics import mig, sample_codes
-from dvae_core.models import FactorVAEConfig, VAEConfig
+from dvae_core.models import FactorVAEConfig, FactorVAEModelConfig, VAEConfig
+from dvae_core.papers import BenchModel, paper
 from dvae_core.profiles import select
 from dvae_core.train import TrainConfig, build_dataset, throughput
 
-PAPER = "Watters et al. 2019 (Spatial Broadcast Decoder)"
+PAPER = paper("sbd").citation
 
 
 @dataclass(frozen=True)
-class Fig2Profile:
+class SBDProfile:
+    """Every setting of the chapter that depends on the profile.
+
+    ``fig3_factor_vae`` is Fig. 3's FactorVAE: the discriminator is Kim & Mnih's (6 × 1000, LeakyReLU 0.2,
+    Adam 1e-4 (0.5, 0.9)); γ = 30 is our choice from their sweep {10, …, 100} (the SBD paper's γ is not
+    stated in what we could read). Smoke shrinks the discriminator; preview keeps its depth and learning
+    rate at a width of 256, as the FactorVAE chapter's preview does: at batch 16 on a CPU the 6 × 1000
+    discriminator costs more than the DeConv-VAE it regularises. ``rate_distortion`` is Fig. 4's sweep:
+    (number of βs, log-spaced over the paper's 0.4–5.4, and replicas per β).
+    """
+
     resolution: int
     steps: int
     batch_size: int
@@ -44,31 +55,35 @@ class Fig2Profile:
     hidden: int
     sb_layers: int
     sb_padding: str
+    fig3_factor_vae: FactorVAEConfig
+    rate_distortion: tuple[int, int]
     lr: float = 3e-4
     mig_samples: int = 10_000
     eval_samples: int = 2048
     checkpoint_every: int = 500
 
 
-FIG2 = {
-    "smoke": Fig2Profile(resolution=32, steps=20, batch_size=16, seeds=(0, 1), encoder_channels=8,
+PROFILES = {
+    "smoke": SBDProfile(resolution=32, steps=20, batch_size=16, seeds=(0, 1), encoder_channels=8,
                          decoder_channels=8, hidden=32, sb_layers=2, sb_padding="same",
+                         fig3_factor_vae=FactorVAEConfig(gamma=30.0, disc_hidden=32, disc_layers=2), rate_distortion=(2, 1),
                          mig_samples=512, eval_samples=128, checkpoint_every=10),
-    "preview": Fig2Profile(resolution=32, steps=1500, batch_size=16, seeds=(0, 1, 2, 3, 4, 5), encoder_channels=32,
-                           decoder_channels=32, hidden=256, sb_layers=3, sb_padding="same"),
-    "paper": Fig2Profile(resolution=64, steps=1_500_000, batch_size=16, seeds=tuple(range(10)),
+    "preview": SBDProfile(resolution=32, steps=1500, batch_size=16, seeds=(0, 1, 2, 3, 4, 5), encoder_channels=32,
+                           decoder_channels=32, hidden=256, sb_layers=3, sb_padding="same",
+                           fig3_factor_vae=FactorVAEConfig(gamma=30.0, disc_hidden=256), rate_distortion=(2, 2)),
+    "paper": SBDProfile(resolution=64, steps=1_500_000, batch_size=16, seeds=tuple(range(10)),
                          encoder_channels=64, decoder_channels=64, hidden=256, sb_layers=4, sb_padding="valid",
-                         checkpoint_every=10_000),
+                         fig3_factor_vae=FactorVAEConfig(gamma=30.0), rate_distortion=(11, 10), checkpoint_every=10_000),
 }
 
 
-def fig2_profile(profile: str, seed_offset: int = 0) -> Fig2Profile:
+def profile(name: str, seed_offset: int = 0) -> SBDProfile:
     """The profile's settings; ``seed_offset`` shifts every training seed (the notebooks' ``seed``)."""
-    p = select(FIG2, profile)
+    p = select(PROFILES, name)
     return replace(p, seeds=tuple(s + seed_offset for s in p.seeds)) if seed_offset else p
 
 
-def comparison_config(p: Fig2Profile, decoder: str, seed: int, dataset_kwargs: dict | None = None,
+def comparison_config(p: SBDProfile, decoder: str, seed: int, dataset_kwargs: dict | None = None,
                       factor_vae: FactorVAEConfig | None = None, beta: float = 1.0,
                       dataset: str = "colored_sprites") -> TrainConfig:
     """One run of a DeConv-vs-SB comparison: colored sprites (or ``dataset``) at the profile's size, 10 latents.
@@ -79,25 +94,26 @@ def comparison_config(p: Fig2Profile, decoder: str, seed: int, dataset_kwargs: d
     model = VAEConfig(decoder=decoder, latent_dim=10, in_channels=3, resolution=p.resolution,
                       encoder_channels=p.encoder_channels, decoder_channels=p.decoder_channels, hidden=p.hidden,
                       sb_layers=p.sb_layers, sb_padding=p.sb_padding)
+    if factor_vae is not None:
+        model = FactorVAEModelConfig.of(model, factor_vae)
     return TrainConfig(dataset=dataset, dataset_kwargs={"resolution": p.resolution, **(dataset_kwargs or {})},
                        model=model, beta=beta, steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=seed,
-                       checkpoint_every=p.checkpoint_every, log_every=max(1, min(50, p.steps // 10)),
-                       factor_vae=factor_vae)
+                       checkpoint_every=p.checkpoint_every, log_every=max(1, min(50, p.steps // 10)))
 
 
-def comparison_configs(p: Fig2Profile, **kwargs) -> list[TrainConfig]:
+def comparison_configs(p: SBDProfile, **kwargs) -> list[TrainConfig]:
     return [comparison_config(p, decoder, seed, **kwargs) for decoder in ("deconv", "sb") for seed in p.seeds]
 
 
-def fig2_config(p: Fig2Profile, decoder: str, seed: int) -> TrainConfig:
+def fig2_config(p: SBDProfile, decoder: str, seed: int) -> TrainConfig:
     return comparison_config(p, decoder, seed)
 
 
-def fig2_configs(p: Fig2Profile) -> list[TrainConfig]:
+def fig2_configs(p: SBDProfile) -> list[TrainConfig]:
     return comparison_configs(p)
 
 
-def evaluate_run(run: dict, dataset, p: Fig2Profile) -> dict:
+def evaluate_run(run: dict, dataset, p: SBDProfile) -> dict:
     """MIG (on ``mig_samples`` uniform grid draws) and the ELBO's two terms of one trained run."""
     config: TrainConfig = run["config"]
     rng = np.random.default_rng(10_000 + config.seed)  # evaluation draws independent of training's
@@ -109,13 +125,13 @@ def evaluate_run(run: dict, dataset, p: Fig2Profile) -> dict:
             "mig_per_factor": scores["per_factor"], "train_images_per_s": throughput(run["history"])}
 
 
-def score_on_training_data(run: dict, p: Fig2Profile, score=evaluate_run) -> dict:
+def score_on_training_data(run: dict, p: SBDProfile, score=evaluate_run) -> dict:
     """``score(run, dataset, p)`` on the data the run trained on (its config's dataset and kwargs)."""
     return score(run, build_dataset(run["config"]), p)
 
 
-def scorer(p: Fig2Profile, score=evaluate_run):
-    """``evaluate=`` for :func:`~dvae_core.runs.get_or_train_all`: each run is scored by ``score`` (default
+def scorer(p: SBDProfile, score=evaluate_run):
+    """``evaluate=`` for :func:`~dvae_core.sweep.get_or_train_all`: each run is scored by ``score`` (default
     :func:`evaluate_run`) on its own training data, on the worker that trained it, so one run's MIG
     overlaps the next run's training; the rows are ``run["evaluation"]``."""
     return partial(score_on_training_data, p=p, score=score)
@@ -173,23 +189,12 @@ def seeds_needed(a: np.ndarray, b: np.ndarray, alpha: float = 0.1, max_seeds: in
     return None
 
 
-def comparison_profile(profile: str, num_seeds: int | None = None, seed_offset: int = 0) -> Fig2Profile:
+def comparison_profile(name: str, num_seeds: int | None = None, seed_offset: int = 0) -> SBDProfile:
     """Fig. 2's settings with the first ``num_seeds`` seeds: the other decoder comparisons of the
     chapter (Fig. 3, small objects, held-out region) share them so their runs cost the same."""
-    p = fig2_profile(profile, seed_offset)
+    p = profile(name, seed_offset)
     return replace(p, seeds=p.seeds[:num_seeds]) if num_seeds else p
 
-
-# Fig. 3: the same comparison inside a FactorVAE. The discriminator is Kim & Mnih's (6 × 1000,
-# LeakyReLU 0.2, Adam 1e-4 (0.5, 0.9)); γ = 30 is our choice from their sweep {10, …, 100}
-# (the SBD paper's γ is not stated in what we could read). Smoke shrinks the discriminator; preview
-# keeps its depth and learning rate at a width of 256, as the FactorVAE chapter's preview does: at
-# batch 16 on a CPU the 6 × 1000 discriminator costs more than the DeConv-VAE it regularises.
-FIG3_FACTOR_VAE = {
-    "smoke": FactorVAEConfig(gamma=30.0, disc_hidden=32, disc_layers=2),
-    "preview": FactorVAEConfig(gamma=30.0, disc_hidden=256),
-    "paper": FactorVAEConfig(gamma=30.0),
-}
 
 # Small objects: the dSprites scale grid halved (6 values in [0.25, 0.5] instead of [0.5, 1]).
 SMALL_SCALES = tuple(float(v) for v in np.linspace(0.25, 0.5, 6))
@@ -198,7 +203,7 @@ SMALL_SCALES = tuple(float(v) for v in np.linspace(0.25, 0.5, 6))
 HOLDOUT_REGION = {"shape": (0, 1), "pos_x": (16, 32), "pos_y": (16, 32)}
 
 
-def evaluate_generalisation(run: dict, dataset, p: Fig2Profile) -> dict:
+def evaluate_generalisation(run: dict, dataset, p: SBDProfile) -> dict:
     """Reconstruction NLL on seen combinations vs on the held-out region (same number of draws)."""
     config: TrainConfig = run["config"]
     rng = np.random.default_rng(20_000 + config.seed)
@@ -240,6 +245,26 @@ def median_run(table: pd.DataFrame, runs: list[dict], decoder: str, column: str 
     return run, row
 
 
+#: How figures and titles name the two decoders.
+DECODER_NAMES = {"deconv": "DeConv", "sb": "Spatial Broadcast"}
+
+
+def median_seed_traversals(table: pd.DataFrame, runs: list[dict], image, title: str,
+                           values: np.ndarray = np.linspace(-2, 2, 7), num_dims: int = 6) -> None:
+    """Latent traversals of each decoder's median-MIG run (:func:`median_run`): its ``num_dims`` latents of
+    highest KL (from the run's ``evaluation``, :func:`evaluate_run`), each set to ``values`` in turn from
+    ``image``'s posterior mean. ``title`` is formatted with ``decoder``, ``seed`` and ``mig``."""
+    from dvae_core.evaluate import traverse
+    from dvae_core.plots import traversal_grid
+
+    for decoder in ("deconv", "sb"):
+        run, row = median_run(table, runs, decoder)
+        kl = run["evaluation"]["kl_per_dim"]
+        dims = list(np.argsort(kl)[::-1][:num_dims])
+        traversal_grid(traverse(run["model"], image, dims, values), dims, kl, values,
+                       title.format(decoder=DECODER_NAMES[decoder], seed=int(row.seed), mig=row.mig))
+
+
 def small_objects_gap_claim(small: pd.DataFrame, normal: pd.DataFrame, small_mig_claim: Claim) -> Claim:
     """"SB's MIG advantage is larger for small objects": compares the SB − DeConv gap of medians."""
     def gap(table: pd.DataFrame) -> float:
@@ -260,19 +285,16 @@ def small_objects_gap_claim(small: pd.DataFrame, normal: pd.DataFrame, small_mig
                       "reproduced; not reproduced if the gap is not larger; inconclusive otherwise")
 
 
-# Fig. 4: β swept log-linearly from 0.4 to 5.4 (the paper's range) with replicas per β; β = 1 is
-# Figure 2's runs, added to the sweep for free and marked on the curves.
-RATE_DISTORTION = {"smoke": (2, 1), "preview": (2, 2), "paper": (11, 10)}  # (number of βs, replicas)
-
-
-def rate_distortion_betas(profile: str) -> tuple[float, ...]:
-    count, _ = select(RATE_DISTORTION, profile)
+# Fig. 4: β swept log-linearly from 0.4 to 5.4 (the paper's range) with replicas per β
+# (``SBDProfile.rate_distortion``); β = 1 is Figure 2's runs, added to the sweep for free and marked on the curves.
+def rate_distortion_betas(p: SBDProfile) -> tuple[float, ...]:
+    count, _ = p.rate_distortion
     return tuple(float(b) for b in np.round(np.geomspace(0.4, 5.4, count), 4))
 
 
-def rate_distortion_configs(p: Fig2Profile, profile: str) -> list[TrainConfig]:
-    _, replicas = select(RATE_DISTORTION, profile)
-    betas = sorted(set(rate_distortion_betas(profile)) | {1.0})
+def rate_distortion_configs(p: SBDProfile) -> list[TrainConfig]:
+    _, replicas = p.rate_distortion
+    betas = sorted(set(rate_distortion_betas(p)) | {1.0})
     return [comparison_config(p, decoder, seed, beta=beta) for beta in betas for decoder in ("deconv", "sb")
             for seed in p.seeds[:replicas]]
 
@@ -302,3 +324,16 @@ def no_position_claim(table: pd.DataFrame, alpha: float = 0.1) -> Claim:
                          "Without positional variation (3D object in a room), the SB-VAE still disentangles better "
                          "than the DeConv-VAE (higher MIG)", "median MIG over seeds",
                          "SB ≥ DeConv (Sec. 4.4, Fig. 5)", alpha)
+
+
+def bench_config(decoder: str, name: str) -> TrainConfig:
+    """The run ``dvae_core.bench`` times for ``decoder`` under profile ``name``: Fig. 2's first seed."""
+    p = profile(name)
+    return comparison_config(p, decoder, p.seeds[0])
+
+
+BENCH_MODELS = {
+    "sb_vae": BenchModel("SB-VAE", "sbd.comparison_config(sbd.profile(profile), 'sb', …)", partial(bench_config, "sb")),
+    "deconv_vae": BenchModel("DeConv-VAE", "sbd.comparison_config(sbd.profile(profile), 'deconv', …)",
+                             partial(bench_config, "deconv")),
+}

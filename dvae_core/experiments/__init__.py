@@ -1,1 +1,0 @@
-"""One module per paper: profiles, runs and claim checks."""
