@@ -24,7 +24,7 @@ import os
 import shutil
 import signal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -33,10 +33,6 @@ RESULTS_DIR = REPO_ROOT / "results"            # claims, timings and measurement
 GENERATED_DIR = REPO_ROOT / "book" / "_generated"  # book fragments that code writes (never edited by hand)
 RUNS_ENV = "DVAE_RUNS"
 PROGRESS_ENV = "DVAE_PROGRESS"
-
-#: The devices a notebook's ``device`` parameter takes ("cuda:N" too).
-DeviceName = Literal["auto", "cpu", "cuda"]
-
 
 def default_store() -> Path:
     """The run store: ``$DVAE_RUNS``, else ``<repo>/runs``."""

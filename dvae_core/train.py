@@ -35,8 +35,8 @@ from dvae_core.models.rae import RAEConfig, RegularizedAE
 from dvae_core.models.vlae import VLAE, GrayContextVLAEConfig, VLAEConfig
 
 CHECKPOINT = "checkpoint.pt"
-Optimizer = Literal["adam", "adamax"]
 SNAPSHOTS = "snapshots"
+Optimizer = Literal["adam", "adamax"]
 
 
 @dataclass(frozen=True)

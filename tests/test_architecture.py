@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dvae_core import papers
+from dvae_core.train import TrainConfig
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dvae_core"
 NOTEBOOKS = PACKAGE.parent / "notebooks"
@@ -127,11 +128,12 @@ def test_every_experiment_module_keeps_the_contract(entry):
             assert module.profile(profile, seed_offset=0) == module.PROFILES[profile]
         with pytest.raises(ValueError, match="unknown profile"):
             module.profile("huge")
-    head = entry.module(entry.experiments[0] or None)
-    assert head.PAPER == entry.citation
-    for model in head.BENCH_MODELS.values():
-        assert model.config("smoke").steps == model.config("smoke").steps  # builds, deterministically
-        assert model.config("preview") == model.config("preview")
+    lead = entry.lead_module()
+    assert lead.PAPER == entry.citation
+    for model in lead.BENCH_MODELS.values():
+        for profile in ("smoke", "preview", "paper"):
+            assert isinstance(model.config(profile), TrainConfig)
+            assert model.config(profile) == model.config(profile)
 
 
 def test_the_registry_finds_papers_and_refuses_unknown_ones():

@@ -41,6 +41,10 @@ class Paper:
         """The paper's package, or one of its experiment modules by name."""
         return importlib.import_module(f"{__name__}.{self.key}" + (f".{name}" if name else ""))
 
+    def lead_module(self) -> ModuleType:
+        """The first experiment module: the one that holds ``BENCH_MODELS`` and ``PAPER``."""
+        return self.module(self.experiments[0] or None)
+
     def owns(self, notebook: str) -> bool:
         return notebook.startswith(self.notebook_prefix)
 
@@ -82,5 +86,5 @@ def bench_models() -> dict[str, BenchModel]:
     """Every paper's ``BENCH_MODELS``, in registry order."""
     models: dict[str, BenchModel] = {}
     for entry in PAPERS:
-        models.update(entry.module(entry.experiments[0] or None).BENCH_MODELS)
+        models.update(entry.lead_module().BENCH_MODELS)
     return models
