@@ -1,8 +1,8 @@
 """Claims: what a paper says, what we measured, and a verdict computed from the numbers.
 
 Every notebook ends by writing its claims to ``results/<profile>/<notebook>.json`` as a list of
-records ``{id, paper, claim, metric, paper_value, ours, verdict, rule, profile, notebook}``.
-Verdicts are never typed in: they come from rules such as :func:`compare_groups`.
+records (:class:`Claim`'s fields, plus ``profile``, ``notebook`` and ``seed_offset``).
+Verdicts are never typed in: they come from the rules of :mod:`dvae_core.rules`.
 """
 
 from __future__ import annotations
@@ -10,20 +10,28 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
-import pandas as pd
-from scipy.stats import mannwhitneyu
 
 from dvae_core.infra import REPO_ROOT, atomic_write_text
+from dvae_core.rules import CHECK_VERDICTS, GATE_CHECKS, VERDICTS, Gate, Outcome
 
-VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 RESULTS_DIR = REPO_ROOT / "results"
+Kind = Literal["reproduction", "check"]
 
 
 @dataclass
 class Claim:
+    """One claim of a paper, what we measured, and the verdict its rule (:mod:`dvae_core.rules`) gave.
+
+    ``kind`` is ``"reproduction"`` (an experiment of the paper, re-run) or ``"check"`` (a metric's
+    behaviour on constructed codes: *passed* / *failed*, counted apart). ``reason`` says why a verdict is
+    inconclusive, ``explanation`` gives the verdict's numbers in a sentence, ``test`` the test's numbers,
+    ``power`` the replicates an underpowered claim needs and their cost, ``gate`` how many runs passed
+    their learning gate, ``budget`` the training images per run against the paper's, ``seeds`` the
+    training seeds. :meth:`decided` fills the rule's fields from an :class:`~dvae_core.rules.Outcome`.
+    """
     id: str
     paper: str
     claim: str
@@ -32,97 +40,77 @@ class Claim:
     ours: Any
     verdict: str
     rule: str
+    kind: str = "reproduction"
+    reason: str | None = None
+    explanation: str = ""
+    test: dict | None = None
+    power: dict | None = None
+    gate: dict | None = None
+    budget: dict | None = None
+    seeds: list | None = None
 
     def __post_init__(self):
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        allowed = VERDICTS if self.kind == "reproduction" else CHECK_VERDICTS
+        if self.kind not in ("reproduction", "check"):
+            raise ValueError(f"kind must be 'reproduction' or 'check', got {self.kind!r}")
+        if self.verdict not in allowed:
+            raise ValueError(f"a {self.kind}'s verdict must be one of {allowed}, got {self.verdict!r}")
+        if self.verdict == "inconclusive" and not self.reason:
+            raise ValueError(f"claim {self.id}: an inconclusive verdict needs a reason")
+
+    @classmethod
+    def decided(cls, outcome: Outcome, **fields) -> "Claim":
+        return cls(**fields, **outcome.fields())
 
 
-def compare_groups(ours_better: Sequence[float], baseline: Sequence[float], higher_is_better: bool = True,
-                   alpha: float = 0.1) -> tuple[str, dict[str, Any]]:
-    """Verdict for "group A beats group B" from per-seed values.
-
-    - ``reproduced``: A's median is better and a one-sided Mann–Whitney U test gives p < alpha;
-    - ``not reproduced``: A's median is not better (the claimed ordering fails at our scale);
-    - ``inconclusive``: the ordering holds but p ≥ alpha (more seeds needed).
-    Returns the verdict and the numbers behind it.
-    """
-    a, b = np.asarray(ours_better, float), np.asarray(baseline, float)
-    if len(a) < 2 or len(b) < 2:
-        med_a, med_b = float(np.median(a)), float(np.median(b))
-        return "inconclusive", {"median_a": med_a, "median_b": med_b, "p_value": None, "n": [len(a), len(b)]}
-    sign = 1.0 if higher_is_better else -1.0
-    med_a, med_b = float(np.median(a)), float(np.median(b))
-    p = float(mannwhitneyu(sign * a, sign * b, alternative="greater").pvalue)
-    if sign * (med_a - med_b) <= 0:
-        verdict = "not reproduced"
-    else:
-        verdict = "reproduced" if p < alpha else "inconclusive"
-    return verdict, {"median_a": med_a, "median_b": med_b, "p_value": p, "n": [len(a), len(b)]}
+def training_budget(images_per_run: int, paper_images_per_run: int) -> dict[str, float]:
+    """Training images each run saw, against the paper's (steps × batch size of its setting)."""
+    return {"images_per_run": int(images_per_run), "paper_images_per_run": int(paper_images_per_run),
+            "ratio": float(f"{images_per_run / paper_images_per_run:.3g}")}
 
 
-def compare_groups_rule(a_name: str, b_name: str, higher_is_better: bool, alpha: float = 0.1) -> str:
-    better = "higher" if higher_is_better else "lower"
-    return (f"reproduced if median({a_name}) is {better} than median({b_name}) and a one-sided Mann–Whitney U "
-            f"test gives p < {alpha}; not reproduced if the median ordering is reversed or tied; "
-            f"inconclusive otherwise")
-
-
-def curve_gap(frame, group: str, level: str, x: str, y: str, better: str, worse: str, sign: float = 1.0) -> float:
-    """Mean of sign·(y_better(x) − y_worse(x)) over the x range both curves cover.
-
-    Each curve joins the per-``level`` means of (x, y) of one ``group`` value (a β or γ sweep of
-    one model), sorted by x, piecewise linearly; NaN when the x ranges do not overlap.
-    """
-    curves = {}
-    for name in (better, worse):
-        means = frame[frame[group] == name].groupby(level)[[x, y]].mean().sort_values(x)
-        curves[name] = (means[x].to_numpy(), means[y].to_numpy())
-    (xs_b, ys_b), (xs_w, ys_w) = curves[better], curves[worse]
-    lo, hi = max(xs_b.min(), xs_w.min()), min(xs_b.max(), xs_w.max())
-    if hi <= lo:
-        return float("nan")
-    grid = np.linspace(lo, hi, 50)
-    return float(np.mean(sign * (np.interp(grid, xs_b, ys_b) - np.interp(grid, xs_w, ys_w))))
-
-
-def curve_verdict(frame, group: str, level: str, x: str, y: str, better: str, worse: str,
-                  higher_is_better: bool, num_boot: int = 1000, level_ci: float = 0.9,
-                  seed: int = 0) -> tuple[str, dict[str, float], str]:
-    """Verdict for "``better``'s y-vs-x curve beats ``worse``'s": the mean advantage of
-    :func:`curve_gap`, with a bootstrap over replicas (rows resampled within each group and level).
-
-    Returns the verdict, the numbers (``advantage`` and ``ci<level>_low``) and the rule in words.
-    """
-    sign = 1.0 if higher_is_better else -1.0
-    observed = curve_gap(frame, group, level, x, y, better, worse, sign)
-    rng = np.random.default_rng(seed)
-    cells = [g for _, g in frame.groupby([group, level])]
-    boots = []
-    for _ in range(num_boot):
-        sample = pd.concat([g.iloc[rng.integers(0, len(g), len(g))] for g in cells])
-        boots.append(curve_gap(sample, group, level, x, y, better, worse, sign))
-    low = float(np.nanquantile(boots, (1 - level_ci) / 2)) if np.isfinite(boots).any() else float("nan")
-    if not np.isfinite(observed):
-        verdict = "inconclusive"
-    elif observed <= 0:
-        verdict = "not reproduced"
-    else:
-        verdict = "reproduced" if low > 0 else "inconclusive"
-    pct = int(round(level_ci * 100))
-    rule = (f"reproduced if the mean advantage is > 0 and the lower end of its {pct} % bootstrap interval "
-            f"(replicas resampled) is > 0; not reproduced if the advantage is <= 0; inconclusive otherwise")
-    return verdict, {"advantage": observed, f"ci{pct}_low": low}, rule
+def gate_summary(gates: Sequence[Gate]) -> dict[str, Any]:
+    """How many runs passed their learning gate, and how many failed each check (:data:`GATE_CHECKS`)."""
+    failed: dict[str, int] = {}
+    for g in gates:
+        for check in set(g.failed_checks):
+            name = GATE_CHECKS.get(check, check)
+            failed[name] = failed.get(name, 0) + 1
+    return {"runs": len(gates), "passed": sum(g.passed for g in gates), "collapsed": sum(g.collapsed for g in gates),
+            "failed": dict(sorted(failed.items()))}
 
 
 def results_path(profile: str, notebook: str) -> Path:
     return RESULTS_DIR / profile / f"{notebook}.json"
 
 
-def write_claims(claims: Sequence[Claim], profile: str, notebook: str, extra: dict | None = None) -> Path:
-    """Write one notebook's claims atomically; returns the path."""
-    records = [{**asdict(c), "profile": profile, "notebook": notebook} for c in claims]
-    payload = {"notebook": notebook, "profile": profile, "claims": records, **(extra or {})}
+def code_version() -> str:
+    """The commit of the code that computed a result, ``+changes`` when the work tree differed from it,
+    or ``unknown`` outside a git checkout."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        # library and notebook sources only: the results a run is writing are not what produced it
+        dirty = git("status", "--porcelain", "--", "dvae_core", "notebooks/*.md")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
+
+
+def write_claims(claims: Sequence[Claim], profile: str, notebook: str, extra: dict | None = None,
+                 seed_offset: int = 0) -> Path:
+    """Write one notebook's claims atomically; returns the path. ``seed_offset`` is the notebook's
+    ``seed`` parameter (every training seed shifted by it); ``code`` the commit that computed them."""
+    code = code_version()
+    records = [{**asdict(c), "profile": profile, "notebook": notebook, "seed_offset": int(seed_offset),
+                "code": code} for c in claims]
+    payload = {"notebook": notebook, "profile": profile, "seed_offset": int(seed_offset), "code": code,
+               "claims": records, **(extra or {})}
     path = results_path(profile, notebook)
     atomic_write_text(path, json.dumps(payload, indent=1, default=_jsonable) + "\n")
     return path
@@ -137,8 +125,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def claims_frame(claims: Sequence[Claim]):
-    """The claims as a pandas DataFrame, for display in a notebook."""
+    """The claims as a pandas DataFrame, for display in a notebook: verdict, why, and the budget."""
     import pandas as pd
 
-    return pd.DataFrame([{"claim": c.claim, "metric": c.metric, "paper": c.paper_value, "ours": c.ours,
-                          "verdict": c.verdict} for c in claims])
+    rows = []
+    for c in claims:
+        verdict = c.verdict + (f" ({c.reason})" if c.reason else "") + (" [check]" if c.kind == "check" else "")
+        budget = f"{c.budget['ratio']:.2g} × paper" if c.budget else "—"
+        rows.append({"id": c.id, "verdict": verdict, "why": c.explanation, "paper": c.paper_value,
+                     "training budget": budget})
+    return pd.DataFrame(rows).set_index("id")

@@ -140,6 +140,15 @@ def build_model(config: TrainConfig) -> TrainableModel:
     return MODEL_CLASSES[kind](config.model)
 
 
+def untrained_model(config: TrainConfig, device: str = "cpu") -> TrainableModel:
+    """The run's model before its first step: built after seeding torch with the run's seed, as
+    :func:`train` builds it (the learning gates compare a trained run with this), in eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_model(config)
+    return model.to(resolve_device(device)).eval()
+
+
 def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
     name = config.optimizer or "adam"
     if name not in OPTIMIZERS:

@@ -263,39 +263,44 @@ def fake(beta: float, factor: float) -> dict:
     return {"beta_vae_eval": beta, "factor_vae_eval": factor}
 
 
-def test_beta_failure_claim_rule():
+def test_beta_failure_claim_is_a_check():
     tol = fv.binomial_tolerance(0.8, 5000)
     assert tol == pytest.approx(3 * math.sqrt(0.16 / 5000))
     verdict = lambda b, f, n=5000: fv.beta_failure_claim({"mixed": fake(b, f)}, "mixed", 5, n).verdict  # noqa: E731
-    assert verdict(1.0, 0.80) == "reproduced"
-    assert verdict(0.99, 0.8 + tol * 0.99) == "reproduced"
-    assert verdict(0.98, 0.80) == "not reproduced"
-    assert verdict(1.0, 0.8 + tol * 1.01) == "not reproduced"
-    assert verdict(1.0, 0.80, n=100) == "inconclusive"
+    assert verdict(1.0, 0.80) == "passed"
+    assert verdict(0.99, 0.8 + tol * 0.99) == "passed"
+    assert verdict(0.98, 0.80) == "failed"
+    assert verdict(1.0, 0.8 + tol * 1.01) == "failed"
+    too_few = fv.beta_failure_claim({"mixed": fake(1.0, 0.8)}, "mixed", 5, 100)  # tol 0.12 > 0.05: cannot tell
+    assert too_few.verdict == "failed" and "too few evaluation votes" in too_few.explanation
     claim = fv.beta_failure_claim({"dropped": fake(1.0, 0.8)}, "dropped", 5, 5000)
     assert claim.id == "fvae-metric-beta-failure-dropped" and "not encoded" in claim.claim
+    assert claim.kind == "check" and claim.reason is None and claim.budget is None and claim.seeds == []
 
 
-def test_ranking_claim_rule():
-    def verdict(a, b, n=5000):
-        return fv.ranking_claim({"perfect": fake(1, a), "mixed": fake(1, b)}, n).verdict
+def test_ranking_claim_is_a_check():
+    def claim(a, b, n=5000):
+        return fv.ranking_claim({"perfect": fake(1, a), "mixed": fake(1, b)}, n)
 
-    assert verdict(1.0, 0.8) == "reproduced"
-    assert verdict(0.8, 0.8) == "not reproduced"
-    assert verdict(0.7, 0.8) == "not reproduced"
-    assert verdict(0.81, 0.80, n=100) == "inconclusive"
+    assert claim(1.0, 0.8).verdict == "passed" and claim(1.0, 0.8).kind == "check"
+    assert claim(0.8, 0.8).verdict == "failed"
+    assert claim(0.7, 0.8).verdict == "failed"
+    within = claim(0.81, 0.80, n=100)  # a positive difference inside three standard errors does not pass
+    assert within.verdict == "failed" and "not above" in within.explanation
 
 
-def test_rescaling_claim_rule(scores):
-    assert fv.rescaling_claim(scores).verdict == "reproduced"
+def test_rescaling_claim_is_a_check(scores):
+    assert fv.rescaling_claim(scores).verdict == "passed"
     wrong_votes = {**scores["rescaled"]["factor"], "eval_votes": scores["mixed"]["factor"]["eval_votes"]}
     broken = {**scores, "rescaled": {**scores["rescaled"], "factor": wrong_votes}}
-    assert fv.rescaling_claim(broken).verdict == "not reproduced"
+    failed = fv.rescaling_claim(broken)
+    assert failed.verdict == "failed" and "eval identical: False" in failed.explanation
 
 
 def test_metric_claims_and_figures_run(tagged, scores):
-    claims = fv.metric_claims(scores, K, 400)  # 400 eval votes: tol 0.06 > 0.05, too few to call the failure mode
-    assert [c.verdict for c in claims] == ["inconclusive", "inconclusive", "reproduced", "reproduced"]
+    claims = fv.metric_claims(scores, K, 400)  # 400 eval votes: tol 0.06 > 0.05, too few to check the failure mode
+    assert [c.verdict for c in claims] == ["failed", "failed", "passed", "passed"]
+    assert all(c.kind == "check" for c in claims)
     codes = fv.standard_codes(tagged)
     table = fv.score_table({k: v for k, v in scores.items() if k != "rescaled"})
     fv.plot_scores(table, K)

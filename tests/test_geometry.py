@@ -70,6 +70,25 @@ def test_affine_r2_is_the_mean_over_target_columns():
     assert both == pytest.approx((1.0 + noise_score) / 2, abs=1e-12)
 
 
+def test_affine_r2_of_a_constant_target_is_nan_not_a_division_by_zero():
+    inputs = random_inputs()
+    with np.errstate(all="raise"):  # no 0/0 may happen on the way
+        assert np.isnan(affine_r2(inputs, np.full((200, 2), 3.0)))
+        assert np.isnan(affine_r2(inputs, np.full(200, 0.1)))
+
+
+def test_affine_r2_is_nan_if_any_target_column_is_constant():
+    inputs = random_inputs()
+    targets = np.column_stack([inputs @ np.array([1.0, 2.0]), np.full(200, 7.0)])
+    assert np.isnan(affine_r2(inputs, targets))
+    assert affine_r2(inputs, targets[:, 0]) == pytest.approx(1.0, abs=1e-12)  # a 1-D target is one column
+
+
+def test_affine_r2_of_constant_inputs_is_zero_not_nan():
+    targets = random_inputs(seed=6)
+    assert affine_r2(np.zeros((200, 2)), targets) == pytest.approx(0.0, abs=1e-12)
+
+
 FACTOR_NAMES = ("color", "pos_y", "shape", "pos_x", "scale")
 FACTOR_SIZES = (1, 5, 3, 7, 6)
 X, Y = FACTOR_NAMES.index("pos_x"), FACTOR_NAMES.index("pos_y")
@@ -156,3 +175,12 @@ def test_position_grid_r2_beats_every_other_pair_of_latents():
               for a in range(6) for b in range(a + 1, 6) if (a, b) != (1, 4)]
     assert max(others) < 0.8
     assert grid.r2 > max(others)
+
+
+def test_position_grid_one_class_wide_has_an_undefined_r2_and_still_picks_a_pair():
+    class OneColumn(FactorImages):
+        factor_sizes = (3, 6, 4, 1, 12)  # a single x position: x is constant over the grid
+
+    grid = position_grid(position_encoder(1, 4), OneColumn(), {"shape": 0}, step=2)
+    assert np.isnan(grid.r2)
+    assert len(grid.dims) == 2 and grid.shape == (1, 6)

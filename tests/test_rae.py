@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -204,25 +205,106 @@ def test_midpoints_pair_each_code_with_another():
     assert sorted(map(tuple, partner)) == sorted(map(tuple, codes))
 
 
-def rows(**overrides) -> list[dict]:
+PREVIEW = rae_exp.profile("preview")
+GMM_N, AE_FAR, COMPETITIVE = "rae-gmm-beats-n", "rae-ae-n-far-worse", "rae-competitive-with-vae"
+
+
+def rows(sd: float = 0.3, gate: dict | None = None, **overrides) -> list[dict]:
+    """Table 1 rows (REC, N, GMM, Interp) with every sampled column's s.d. over draws ``sd``; each model passes
+    its learning gate unless ``gate`` overrides its numbers ({variant: {key: value}})."""
     base = {"ae": (20, 60, 15, 25), "rae": (20, 30, 14, 20), "rae_l2": (20, 30, 13, 20), "rae_gp": (20, 30, 14, 20),
             "rae_sn": (20, 30, 15, 20), "vae": (30, 31, 30, 30), "cv_vae": (25, 40, 26, 30), "wae": (18, 25, 17, 20)}
     base.update(overrides)
-    return [{"variant": v, "REC": r, "N": n, "GMM": g, "Interp": i, "N_sd": 0.3, "GMM_sd": 0.3, "Interp_sd": 0.3}
+    gate = gate or {}
+    return [{"variant": v, "REC": r, "N": n, "GMM": g, "Interp": i, "N_sd": sd, "GMM_sd": sd, "Interp_sd": sd,
+             "untrained_REC": 300.0, "recon_nll": -800.0, "mean_image_nll": -500.0,
+             **({"kl": 20.0} if v in ("vae", "cv_vae") else {}), **gate.get(v, {})}
             for v, (r, n, g, i) in base.items()]
 
 
-def test_claim_rules():
-    verdicts = lambda table: {c.id: c.verdict for c in rae_exp.table1_claims(table, 3)}  # noqa: E731
-    assert set(verdicts(rows()).values()) == {"reproduced"}
-    v = verdicts(rows(ae=(20, 16, 15, 25)))  # AE's N barely worse than GMM
-    assert v["rae-ae-n-far-worse"] == "inconclusive"
-    v = verdicts(rows(ae=(20, 15, 15, 25), rae=(20, 14, 14.5, 20), rae_l2=(20, 13, 13.2, 20)))
-    assert v["rae-ae-n-far-worse"] == "not reproduced" and v["rae-gmm-beats-n"] == "not reproduced"
-    v = verdicts(rows(rae=(20, 30, 40, 20)))  # one of four RAE variants clearly worse than the VAE
-    assert v["rae-competitive-with-vae"] == "inconclusive"
+def claims_of(table, profile=PREVIEW):
+    return {c.id: c for c in rae_exp.table1_claims(table, profile, seed=2)}
+
+
+def verdicts(table, profile=PREVIEW):
+    return {k: (c.verdict, c.reason) for k, c in claims_of(table, profile).items()}
+
+
+def test_claims_reproduce_clear_differences():
+    claims = claims_of(rows())
+    assert {c.verdict for c in claims.values()} == {"reproduced"}
+    gmm = claims[GMM_N]
+    assert gmm.test["per_model"]["AE"]["test"].startswith("z-test") and gmm.test["per_model"]["AE"]["z"] > 1.645
+    # the minimal effect of "GMM beats N" is 5 % of each model's FID(N)
+    assert gmm.test["per_model"]["RAE"]["min_effect"] == pytest.approx(rae_exp.GMM_MIN_GAIN * 30)
+    assert gmm.gate == {"runs": 5, "passed": 5, "collapsed": 0, "failed": {}} and gmm.seeds == [2]
+    assert gmm.budget == {"images_per_run": 150_000, "paper_images_per_run": 6_000_000, "ratio": 0.025}
+    assert "one training seed per model" in gmm.metric and "one training seed per model" in gmm.rule
+    assert claims[COMPETITIVE].gate["runs"] == 5                       # the four variants and the VAE
+
+
+def test_far_worse_is_the_ratio_tested_against_the_draws():
+    # N = 1.5 × GMM exactly: the difference the claim needs is 0, within the draws' noise
+    assert verdicts(rows(ae=(20, 22.5, 15, 25)))[AE_FAR] == ("inconclusive", "underpowered")
+    # N worse than GMM, significantly, but far less than 1.5 ×: evidence against "far worse"
+    assert verdicts(rows(ae=(20, 16, 15, 25)))[AE_FAR] == ("not reproduced", None)
+    # reversed
+    assert verdicts(rows(ae=(20, 12, 15, 25)))[AE_FAR] == ("not reproduced", None)
+
+
+def test_gmm_beats_n_needs_every_model_and_a_majority_against_to_fail():
+    # three of five models gain nothing (significantly below 5 % of FID(N)): not reproduced
+    v = verdicts(rows(ae=(20, 15, 15, 25), rae=(20, 14, 14.1, 20), rae_l2=(20, 13, 13.2, 20)))
+    assert v[GMM_N] == ("not reproduced", None)
+    # one model inside the noise (N 1.5 above GMM, ± 3.5 over draws of s.d. 6): inconclusive, underpowered
+    table = rows()
+    table[1].update(N=15.5, N_sd=6.0, GMM_sd=6.0)
+    claim = claims_of(table)[GMM_N]
+    assert claim.verdict == "inconclusive" and claim.reason == "underpowered"
+    assert claim.test["per_model"]["RAE"]["verdict"] == "inconclusive"
+    # one model against, four for: not every model, not a majority against
+    claim = claims_of(rows(rae_sn=(20, 14, 15, 20)))[GMM_N]
+    assert claim.verdict == "inconclusive" and claim.reason == "underpowered" and "4 of 5" in claim.explanation
+
+
+def test_competitive_claim_uses_the_margin_as_non_inferiority():
+    # one of four RAE variants clearly worse than 1.1 × the VAE's GMM FID (33): mixed, inconclusive
+    v = verdicts(rows(rae=(20, 30, 40, 20)))
+    assert v[COMPETITIVE] == ("inconclusive", "underpowered")
+    # three of four clearly worse: not reproduced
     v = verdicts(rows(rae=(20, 50, 40, 20), rae_l2=(20, 50, 40, 20), rae_gp=(20, 50, 40, 20)))
-    assert v["rae-competitive-with-vae"] == "not reproduced"
+    assert v[COMPETITIVE] == ("not reproduced", None)
+    # a variant 5 % above the VAE is within the 10 % margin: competitive (reproduced)
+    assert verdicts(rows(rae=(20, 30, 31.5, 20)))[COMPETITIVE] == ("reproduced", None)
+
+
+def test_no_standard_error_is_never_decided():
+    # one sample draw per column: no standard error, every model's part inconclusive (too few replicas)
+    one_draw = dataclasses.replace(PREVIEW, fid_repeats=1)
+    for verdict, reason in verdicts(rows(sd=float("nan")), one_draw).values():
+        assert (verdict, reason) == ("inconclusive", "too few replicas")
+    # a variant whose GMM spread is missing is left open, the others decide
+    table = rows()
+    table[2]["GMM_sd"] = float("nan")
+    claim = claims_of(table)[COMPETITIVE]
+    assert claim.verdict == "inconclusive" and claim.reason == "too few replicas"
+    assert claim.test["per_model"]["RAE-L2"]["reason"] == "too few replicas"
+
+
+def test_models_that_fail_their_gate_are_left_out_and_counted():
+    # a collapsed VAE (KL < 1 nat) is no baseline: every variant's comparison with it is open
+    claim = claims_of(rows(gate={"vae": {"kl": 0.2}}))[COMPETITIVE]
+    assert claim.verdict == "inconclusive" and claim.reason == "collapsed"
+    assert claim.gate == {"runs": 5, "passed": 4, "collapsed": 1, "failed": {"collapsed": 1}}
+    # an AE no better than its untrained self, and one whose reconstructions lose to the mean image
+    claims = claims_of(rows(gate={"ae": {"REC": 310.0}, "rae": {"recon_nll": -400.0}}))
+    assert (claims[AE_FAR].verdict, claims[AE_FAR].reason) == ("inconclusive", "under-trained")
+    gmm = claims[GMM_N]
+    assert gmm.verdict == "inconclusive" and gmm.reason == "under-trained"
+    assert gmm.gate["passed"] == 3 and set(gmm.gate["failed"]) == {"score not above the untrained model's",
+                                                               "reconstruction not better than the mean image"}
+    for c in claims.values():
+        assert c.verdict != "inconclusive" or c.reason
 
 
 def test_table1_puts_ours_beside_the_papers():

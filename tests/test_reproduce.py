@@ -7,19 +7,8 @@ import pytest
 
 from dvae_core import claims as claims_mod
 from dvae_core import reproduce
-from dvae_core.claims import Claim, compare_groups, write_claims
-from dvae_core.papers.sbd import seeds_needed
+from dvae_core.claims import Claim, write_claims
 from dvae_core.profiles import check_profile
-
-
-def test_compare_groups_three_verdicts():
-    assert compare_groups([5, 6, 7, 8, 9], [1, 2, 3, 4, 4.5])[0] == "reproduced"
-    assert compare_groups([1, 2, 3], [5, 6, 7])[0] == "not reproduced"
-    assert compare_groups([2, 3.6, 4.1], [1, 3.5, 4])[0] == "inconclusive"
-    # lower is better: the claimed group must have the smaller median
-    verdict, stats = compare_groups([1, 2, 3, 2.5, 1.5], [5, 6, 7, 8, 9], higher_is_better=False)
-    assert verdict == "reproduced" and stats["p_value"] < 0.1
-    assert compare_groups([1.0], [0.0])[0] == "inconclusive"  # one seed decides nothing
 
 
 def test_claim_rejects_unknown_verdict():
@@ -29,18 +18,33 @@ def test_claim_rejects_unknown_verdict():
 
 def test_write_claims_is_atomic_json(tmp_path, monkeypatch):
     monkeypatch.setattr(claims_mod, "RESULTS_DIR", tmp_path)
-    claim = Claim("id1", "paper", "claim", "metric", "A > B", {"a": 1.5}, "inconclusive", "rule")
-    path = write_claims([claim], "smoke", "nb", extra={"runs": [1, 2]})
+    claim = Claim("id1", "paper", "claim", "metric", "A > B", {"a": 1.5}, "inconclusive", "rule", reason="underpowered")
+    path = write_claims([claim], "smoke", "nb", extra={"runs": [1, 2]}, seed_offset=7)
     payload = json.loads(path.read_text())
     assert payload["claims"][0]["verdict"] == "inconclusive" and payload["claims"][0]["notebook"] == "nb"
+    assert payload["claims"][0]["seed_offset"] == 7 and payload["claims"][0]["reason"] == "underpowered"
+    assert payload["code"] == payload["claims"][0]["code"] and payload["code"] != ""
     assert payload["runs"] == [1, 2] and not list(tmp_path.rglob("*.tmp"))
 
 
-def test_seeds_needed_shrinks_with_a_larger_gap():
-    noisy = seeds_needed([0.12, 0.10, 0.14], [0.10, 0.09, 0.12])
-    clear = seeds_needed([0.30, 0.28, 0.32], [0.10, 0.09, 0.12])
+def test_code_version_names_the_commit_and_local_changes(monkeypatch, tmp_path):
+    import subprocess
+
+    version = claims_mod.code_version()
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                          cwd=claims_mod.REPO_ROOT).stdout.strip()
+    assert version == "unknown" or version.split("+")[0] == head
+    monkeypatch.setattr(claims_mod, "REPO_ROOT", tmp_path)  # not a checkout
+    assert claims_mod.code_version() == "unknown"
+
+
+def test_replicates_needed_shrinks_with_a_larger_effect():
+    from dvae_core.rules import replicates_needed
+
+    noisy, clear = replicates_needed(0.02, 0.03), replicates_needed(0.2, 0.03)
     assert clear is not None and noisy is not None and clear < noisy
-    assert seeds_needed([0.1, 0.1, 0.2], [0.3, 0.3, 0.4]) is None
+    assert clear == 5  # never fewer than an exact test needs to reach p < 0.05
+    assert replicates_needed(0.0, 0.03) is None
 
 
 def test_unknown_profile_is_a_clear_error(capsys):
@@ -140,6 +144,19 @@ def test_scorecard_markdown_colours_and_links():
     assert "{bdg-success}`reproduced`" in page and "{bdg-danger}`not reproduced`" in page
     assert "[nb1](../notebooks/nb1.ipynb)" in page and "SB / wins" in page
     assert "1 reproduced, 1 not reproduced, 0 inconclusive" in page and "| nb1 | 1.5 |" in page
+
+
+def test_scorecard_counts_checks_apart_and_shows_reasons():
+    claims = [{"id": "a", "claim": "SB wins", "paper_value": "SB > DeConv", "ours": {}, "verdict": "inconclusive",
+               "reason": "underpowered", "explanation": "p = 0.125 with 3 seed pairs", "notebook": "sbd_heldout",
+               "budget": {"images_per_run": 24000, "paper_images_per_run": 24000000, "ratio": 0.001}},
+              {"id": "m", "kind": "check", "claim": "metric ignores rescaling", "paper_value": "", "ours": {},
+               "verdict": "passed", "notebook": "fvae_metric"}]
+    page = reproduce.scorecard_markdown(claims, {}, "preview")
+    assert "**0 reproduced, 0 not reproduced, 1 inconclusive** out of 1 reproduction claims" in page
+    assert "**1 of 1 checks**" in page and "{bdg-success}`passed`" in page
+    assert "(underpowered): p = 0.125 with 3 seed pairs" in page and "24,000 (0.001 ×)" in page
+    assert reproduce.tally(claims) == "0 reproduced, 0 not reproduced, 1 inconclusive; 1 of 1 checks passed"
 
 
 def test_scorecard_cells_show_per_model_numbers_and_leave_out_lists():

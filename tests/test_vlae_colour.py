@@ -239,9 +239,17 @@ def test_colour_error_scores_the_models_own_decompressions():
 
 # --- the claim rule --------------------------------------------------------------------------------
 
+SMOKE = colour.profile("smoke")
+PASSING_GATE = {"elbo": -300.0, "untrained_elbo": -540.0, "recon_nll": 280.0, "mean_image_nll": 420.0}
+
+
 def result(colour, kl) -> dict:
     colour, kl = np.asarray(colour, float), np.asarray(kl, float)
     return {"per_image_colour_error": colour, "per_image_kl": kl, "colour_error": colour.mean(), "kl": kl.mean()}
+
+
+def claim_of(full, gray, gates=None):
+    return colour.colour_claim(full, gray, SMOKE, seed=1, gates=gates)
 
 
 def test_colour_claim_on_constructed_numbers():
@@ -250,31 +258,56 @@ def test_colour_claim_on_constructed_numbers():
     full = result(0.2 + 0.02 * rng.standard_normal(n), 10 + rng.standard_normal(n))
     # Gray context: lower colour error and more KL on every image.
     better = result(full["per_image_colour_error"] - 0.05, full["per_image_kl"] + 3)
-    claim = colour.colour_claim(full, better)
-    assert claim.verdict == "reproduced"
+    claim = claim_of(full, better, {"full": PASSING_GATE, "gray": PASSING_GATE})
+    assert claim.verdict == "reproduced" and claim.reason is None
     assert claim.ours["images"] == n and claim.ours["p_colour"] < 1e-6 and claim.ours["p_kl"] < 1e-6
-    assert "Wilcoxon" in claim.rule
-    # Colour kept but no more nats in z: the second half of the claim fails.
-    same_kl = result(better["per_image_colour_error"], full["per_image_kl"] - 1)
-    assert colour.colour_claim(full, same_kl).verdict == "not reproduced"
+    assert "Wilcoxon" in claim.rule and "both" in claim.rule
+    assert claim.test["colour"]["replicate"] == "image" and claim.test["kl"]["min_effect"] == colour.KL_MIN_EFFECT
+    assert claim.test["colour"]["min_effect"] == colour.COLOUR_MIN_EFFECT and claim.test["colour"]["n"] == n
+    assert claim.gate == {"runs": 2, "passed": 2, "collapsed": 0, "failed": {}}
+    assert claim.seeds == [1] and claim.budget["images_per_run"] == SMOKE.steps * SMOKE.batch_size
+    assert claim.budget["paper_images_per_run"] == 200_000 * 100
+    # Colour kept but less in z: the KL half is reversed, so the claim is not reproduced.
+    less_kl = result(better["per_image_colour_error"], full["per_image_kl"] - 1)
+    assert claim_of(full, less_kl).verdict == "not reproduced"
     # Worse colours: not reproduced.
     worse = result(full["per_image_colour_error"] + 0.05, full["per_image_kl"] + 3)
-    assert colour.colour_claim(full, worse).verdict == "not reproduced"
-    # Identical models: medians of 0 are not the claimed ordering.
-    assert colour.colour_claim(full, full).verdict == "not reproduced"
+    assert claim_of(full, worse).verdict == "not reproduced"
+    # Identical models: both gains are 0, significantly below their minimal effects — evidence against.
+    same = claim_of(full, full)
+    assert same.verdict == "not reproduced" and same.test["colour"]["p_below_min_effect"] < 0.05
 
 
-def test_colour_verdict_is_inconclusive_when_the_ordering_is_not_significant():
-    # Median differences of the claimed sign but a few images only: p ≥ 0.01.
-    verdict, numbers = colour.colour_verdict(np.array([-0.01, -0.02, 0.015, -0.005]), np.array([1.0, 2.0, -0.5, 0.5]))
-    assert verdict == "inconclusive"
-    assert numbers["median_colour_error_difference"] < 0 < numbers["median_kl_difference"]
-    assert numbers["p_colour"] >= colour.COLOUR_ALPHA
-    # With a looser level the same numbers still do not pass the colour test (p = 0.3125 exactly here).
-    assert colour.colour_verdict(np.array([-0.01, -0.02, 0.015, -0.005]), np.array([1.0, 2.0, -0.5, 0.5]),
-                               alpha=0.2)[0] == "inconclusive"
+def test_colour_claim_is_inconclusive_when_a_half_is_not_significant():
+    # Both halves lean the claimed way, on four images only: neither test can reach p < 0.05 (p ≥ 1/16).
+    full = result([0.20, 0.22, 0.18, 0.21], [10.0, 11.0, 9.0, 10.5])
+    gray = result([0.15, 0.26, 0.12, 0.20], [13.0, 10.0, 12.0, 12.5])
+    claim = claim_of(full, gray)
+    assert claim.verdict == "inconclusive" and claim.reason == "underpowered"
+    assert claim.test["colour"]["mean_effect"] > 0 and claim.test["kl"]["mean_effect"] > 0
+    assert claim.power["needed"] > 4 and claim.power["unit"] == "images"
+    # A clear colour half and an undecided KL half: inconclusive, for the KL half's reason.
+    rng = np.random.default_rng(1)
+    full = result(0.2 + 0.02 * rng.standard_normal(40), 10 + rng.standard_normal(40))
+    kl_gain = np.random.default_rng(1).normal(0.5, 5.0, 40)   # mean ≈ 0.5 nats, scattered by 5
+    gray = result(full["per_image_colour_error"] - 0.05, full["per_image_kl"] + kl_gain)
+    claim = claim_of(full, gray)
+    assert claim.verdict == "inconclusive" and claim.reason == "underpowered"
+    assert claim.test["colour"]["p_claim"] < 1e-6 and claim.test["kl"]["p_claim"] >= 0.05
+
+
+def test_colour_claim_needs_both_runs_to_pass_their_gate():
+    rng = np.random.default_rng(0)
+    full = result(0.2 + 0.02 * rng.standard_normal(30), 10 + rng.standard_normal(30))
+    gray = result(full["per_image_colour_error"] - 0.05, full["per_image_kl"] + 3)
+    untrained = {**PASSING_GATE, "recon_nll": 500.0}       # no better than the renderer's mean image
+    claim = claim_of(full, gray, {"full": PASSING_GATE, "gray": untrained})
+    assert claim.verdict == "inconclusive" and claim.reason == "under-trained"
+    assert claim.gate == {"runs": 2, "passed": 1, "collapsed": 0, "failed": {"reconstruction not better than the mean image": 1}}
+    # A tiny KL is the measurement, not a gate failure: the gate has no KL check here.
+    assert colour.colour_gate({**PASSING_GATE, "kl": 0.01}).passed
 
 
 def test_colour_claim_needs_the_same_images():
     with pytest.raises(ValueError, match="same images"):
-        colour.colour_claim(result([0.1, 0.2], [1, 2]), result([0.1, 0.2, 0.3], [1, 2, 3]))
+        claim_of(result([0.1, 0.2], [1, 2]), result([0.1, 0.2, 0.3], [1, 2, 3]))

@@ -44,7 +44,15 @@ def grid_factors(dataset, fixed: dict[str, int], step: int = 2) -> tuple[np.ndar
 
 
 def affine_r2(inputs: np.ndarray, targets: np.ndarray) -> float:
-    """Mean over target columns of the R² of a least-squares affine fit targets ≈ inputs·A + b."""
+    """Mean over target columns of the R² of a least-squares affine fit targets ≈ inputs·A + b.
+
+    NaN if any target column is constant: its R² is 0/0, undefined rather than good or bad, and a NaN is
+    what the claim's test drops (a paired test leaves out a seed whose difference is not finite).
+    """
+    targets = np.asarray(targets, float)
+    targets = targets[:, None] if targets.ndim == 1 else targets
+    if len(targets) == 0 or np.any(np.ptp(targets, axis=0) == 0):
+        return float("nan")
     design = np.column_stack([inputs, np.ones(len(inputs))])
     coef, *_ = np.linalg.lstsq(design, targets, rcond=None)
     residual = ((targets - design @ coef) ** 2).sum(0)
@@ -64,8 +72,9 @@ def position_grid(encode, dataset, fixed: dict[str, int], step: int = 2) -> Posi
     names = list(dataset.factor_names)
     positions = factors[:, [names.index("pos_x"), names.index("pos_y")]].astype(float)
     k = codes.shape[1]
+    # a NaN R² (constant positions: a grid one class wide) ranks last rather than breaking the comparison
     best = max(((a, b) for a in range(k) for b in range(a + 1, k)),
-               key=lambda pair: affine_r2(codes[:, list(pair)], positions))
+               key=lambda pair: np.nan_to_num(affine_r2(codes[:, list(pair)], positions), nan=-np.inf))
     return PositionGrid(codes, positions, best, affine_r2(codes[:, list(best)], positions), shape)
 
 
