@@ -7,9 +7,11 @@
 - nothing opens a network connection, at import or while training and scoring.
 """
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -201,6 +203,30 @@ def test_failed_notebook_leaves_no_partial_output(tmp_path, monkeypatch):
         reproduce.execute(notebook, output, "smoke", "cpu", 0)
     assert not output.exists()
     assert not (reproduce.REPO_ROOT / "_build" / "partial" / "smoke" / notebook.name).exists()
+
+
+# ----------------------------------------------------------------------- loopback, model and data, damaged files
+
+def test_reproduce_without_loopback_stops_before_any_notebook(monkeypatch, capsys):
+    """With loopback down every kernel would wait 60 s and fail "Kernel didn't respond": one line instead."""
+    reproduce.check_loopback()  # this machine has loopback: the check passes
+
+    class LoopbackDown(socket.socket):
+        def bind(self, address):
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+
+    def no_notebook_may_run(*args, **kwargs):
+        raise AssertionError("a notebook was started without loopback")
+
+    monkeypatch.setattr(socket, "socket", LoopbackDown)
+    monkeypatch.setattr(reproduce, "execute", no_notebook_may_run)
+    with pytest.raises(SystemExit) as exit_:
+        reproduce.main(["--profile", "smoke", "--only", reproduce.find_notebooks()[0].stem])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: reproduce runs notebooks through a Jupyter kernel, which needs loopback TCP (127.0.0.1); [Errno "
+        f"{errno.EADDRNOTAVAIL}] Cannot assign requested address: bring the loopback interface up (e.g. `ip link set "
+        f"lo up`) and run again\n")
 
 
 # ------------------------------------------------------------------------------------------- offline
