@@ -15,9 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from dvae_core.infra import atomic_torch_save, atomic_write_text, canonical_json, default_store, resolve_device
+from dvae_core.infra import (atomic_torch_save, atomic_write_text, canonical_json, default_store, load_torch_file,
+                             resolve_device)
 from dvae_core.train import CHECKPOINT, TrainConfig, build_model, load_checkpoint, snapshot_path, train
 
 
@@ -52,14 +51,18 @@ def load_snapshots(config: TrainConfig, store: Path | None = None, device: str =
     if not config.snapshot_every:
         return []
     directory, dev = run_dir(config, store), resolve_device(device)
+    # snapshots are written only while the run trains, and a finished run is reused, not retrained: a lost or
+    # damaged one comes back only with the whole run, and the others alone would plot a trajectory with a gap
+    retrain = f"delete {directory} to train the run again with all its snapshots"
     snapshots = []
     for step in range(config.snapshot_every, config.steps + 1, config.snapshot_every):
         path = snapshot_path(directory, step)
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run get_or_train for this config first (or delete "
-                                    f"{directory} to retrain it)")
+            raise FileNotFoundError(f"{path} is missing: run get_or_train for this config first (or, if the run "
+                                    f"has finished, {retrain})")
+        weights = load_torch_file(path, retrain, what="snapshot")
         model = build_model(config)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(weights)
         snapshots.append((step, model.to(dev).eval()))
     return snapshots
 

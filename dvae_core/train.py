@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dvae_core.infra import atomic_torch_save, canonical_json, keep_freed_memory, resolve_device, show_progress
+from dvae_core.infra import (atomic_torch_save, canonical_json, keep_freed_memory, load_torch_file, resolve_device,
+                             show_progress)
 from dvae_core.models import VAE, VAEConfig
 from dvae_core.models.factor_vae import FactorVAE, FactorVAEModelConfig
 from dvae_core.models.info_wgan import InfoWGAN, InfoWGANConfig
@@ -161,13 +162,7 @@ def build_dataset(config: TrainConfig):
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint written by :func:`train`, refusing foreign or damaged files clearly."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise RuntimeError(
-            f"cannot read checkpoint {path} ({type(err).__name__}: {err}); it is truncated or not a "
-            f"dvae checkpoint: delete it (and its run folder) to retrain"
-        ) from err
+    state = load_torch_file(path, "delete it (and its run folder) to retrain")
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= state.keys():
         raise RuntimeError(f"{path} is not a dvae checkpoint: delete it (and its run folder) to retrain")
     return state
