@@ -17,7 +17,7 @@ from typing import Any
 
 from dvae_core.infra import (atomic_torch_save, atomic_write_text, canonical_json, default_store, load_torch_file,
                              resolve_device)
-from dvae_core.train import CHECKPOINT, TrainConfig, build_model, load_checkpoint, snapshot_path, train
+from dvae_core.train import CHECKPOINT, TrainConfig, build_model, load_checkpoint, load_weights, snapshot_path, train
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -40,7 +40,8 @@ def load_run(config: TrainConfig, store: Path | None = None, device: str = "auto
     if state["step"] < config.steps:
         return None
     model = build_model(config)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path, f"delete {path.parent} to retrain (was the file copied over from "
+                                              f"another run?)")
     model.to(resolve_device(device)).eval()
     return {"model": model, "history": json.loads(state["history"]), "config": config}
 
@@ -62,7 +63,7 @@ def load_snapshots(config: TrainConfig, store: Path | None = None, device: str =
                                     f"has finished, {retrain})")
         weights = load_torch_file(path, retrain, what="snapshot")
         model = build_model(config)
-        model.load_state_dict(weights)
+        load_weights(model, weights, path, retrain)
         snapshots.append((step, model.to(dev).eval()))
     return snapshots
 

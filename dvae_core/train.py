@@ -7,7 +7,8 @@ recipe share one trained model. The loop:
 - seeds torch and the data generator from ``seed``; batches are rendered on the fly by the
   factor dataset, so the data stream is a pure function of (seed, step);
 - writes an atomic checkpoint (temp file, fsync, rename) every ``checkpoint_every`` steps holding the
-  model, optimiser, both RNG states and the history, and resumes from it after a crash;
+  model, optimiser, both RNG states and the history, and resumes from it after a crash (a checkpoint of
+  another recipe, or with another architecture's weights, is refused in one line);
 - stops with a clear error naming the step and the loss term if any term is NaN or infinite;
 - logs images/s and the share of time spent making data, with a tqdm bar on stderr;
 - keeps freed tensor memory in the process (:func:`dvae_core.infra.keep_freed_memory`), which on a CPU makes every
@@ -28,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dvae_core.infra import (atomic_torch_save, canonical_json, keep_freed_memory, load_torch_file, resolve_device,
-                             show_progress)
+                             short_cause, show_progress)
 from dvae_core.models import VAE, VAEConfig
 from dvae_core.models.factor_vae import FactorVAE, FactorVAEModelConfig
 from dvae_core.models.info_wgan import InfoWGAN, InfoWGANConfig
@@ -168,6 +169,28 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
+def load_weights(model: torch.nn.Module, weights: Any, path: Path, fix: str) -> None:
+    """``model.load_state_dict(weights)`` for weights read from ``path``; weights of another architecture (a
+    file copied over from another run) are refused with one line that counts the missing, unexpected and
+    reshaped tensors, names one of each and ends with ``fix``, instead of torch's dump of every key."""
+    if not isinstance(weights, dict) or not all(isinstance(value, torch.Tensor) for value in weights.values()):
+        raise RuntimeError(f"{path} holds no model weights (a {type(weights).__name__} of other values): {fix}")
+    expected = model.state_dict()
+    missing = [name for name in expected if name not in weights]
+    unexpected = [name for name in weights if name not in expected]
+    reshaped = [name for name in expected if name in weights and weights[name].shape != expected[name].shape]
+    if missing or unexpected or reshaped:
+        parts = [f"{len(names)} {what}, e.g. {names[0]}" for names, what in
+                 ((missing, "missing tensors"), (unexpected, "unexpected tensors")) if names]
+        if reshaped:
+            name = reshaped[0]
+            parts.append(f"{len(reshaped)} tensors of another shape, e.g. {name} {list(weights[name].shape)} in "
+                         f"the file, {list(expected[name].shape)} in the model")
+        raise RuntimeError(f"{path} holds the weights of another architecture than its recipe builds "
+                           f"({'; '.join(parts)}): {fix}")
+    model.load_state_dict(weights)
+
+
 def snapshot_path(run_dir: Path, step: int) -> Path:
     """Where a run keeps its weights at ``step`` (``snapshot_every`` runs; what "over training" plots read)."""
     return Path(run_dir) / SNAPSHOTS / f"step_{step:08d}.pt"
@@ -214,15 +237,19 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
         state = load_checkpoint(ckpt_path)
         if canonical_json(state["config"]) != config.canonical():
             raise RuntimeError(f"{ckpt_path} belongs to another configuration: delete {run_dir} to retrain")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if auxiliary is not None:
-            auxiliary.load_state_dict(state["auxiliary_optimizer"])
-        rng.bit_generator.state = json.loads(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        history, step = json.loads(state["history"]), state["step"]
-        window = json.loads(state.get("log_window", '{"sums": {}, "steps": 0}'))
-        sums, window_steps = window["sums"], window["steps"]
+        fix = f"delete {run_dir} to retrain"
+        load_weights(model, state["model"], ckpt_path, f"{fix} (was the file copied over from another run?)")
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            if auxiliary is not None:
+                auxiliary.load_state_dict(state["auxiliary_optimizer"])
+            rng.bit_generator.state = json.loads(state["data_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            history, step = json.loads(state["history"]), state["step"]
+            window = json.loads(state.get("log_window", '{"sums": {}, "steps": 0}'))
+            sums, window_steps = window["sums"], window["steps"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # torch's messages here name no file
+            raise RuntimeError(f"{ckpt_path} holds a damaged training state ({short_cause(err)}): {fix}") from None
 
     def save() -> None:
         atomic_torch_save({

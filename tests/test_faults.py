@@ -238,6 +238,41 @@ def test_reproduce_without_loopback_stops_before_any_notebook(monkeypatch, capsy
         f"lo up`) and run again\n")
 
 
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_checkpoint_of_another_architecture_is_one_line(tmp_path, one_torch_thread, finished):
+    """The recipe inside the checkpoint matches (the file was copied over, then its recipe put back), the
+    weights do not: a count and one name, not torch's dump of every key."""
+    config, store = tiny_config(steps=4), tmp_path / "store"
+    other = tiny_config(steps=4, model=dataclasses.replace(config.model, encoder_channels=8, hidden=8))
+    runs.get_or_train(config, store, device="cpu", progress=False)
+    runs.get_or_train(other, store, device="cpu", progress=False)
+    checkpoint = runs.run_dir(config, store) / CHECKPOINT
+    state = load_checkpoint(checkpoint)
+    state["model"] = load_checkpoint(runs.run_dir(other, store) / CHECKPOINT)["model"]
+    state["step"] = config.steps if finished else 2  # served as finished, or resumed
+    torch.save(state, checkpoint)
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", config.to_dict()), "--store", store)
+    error = assert_clean_error(
+        proc, 1, f"{checkpoint} holds the weights of another architecture than its recipe builds (12 tensors of "
+                 f"another shape, e.g. encoder.convs.0.weight [8, 1, 4, 4] in the file, [4, 1, 4, 4] in the model)",
+        f"delete {checkpoint.parent} to retrain")
+    assert len(error) < 500 and "size mismatch" not in error
+
+
+def test_missing_and_unexpected_weights_are_counted(tmp_path):
+    config, store = tiny_config(steps=4), tmp_path / "store"
+    runs.get_or_train(config, store, device="cpu", progress=False)
+    checkpoint = runs.run_dir(config, store) / CHECKPOINT
+    state = load_checkpoint(checkpoint)
+    weights = dict(state["model"])
+    weights["decoder.extra.weight"] = weights.pop(next(k for k in weights if k.startswith("decoder.")))
+    state["model"] = weights
+    torch.save(state, checkpoint)
+    with pytest.raises(RuntimeError, match=r"\(1 missing tensors, e.g. decoder\.\S+; 1 unexpected tensors, e.g. "
+                                           r"decoder\.extra\.weight\): delete "):
+        runs.load_run(config, store, device="cpu")
+
+
 @pytest.mark.parametrize("content", ["random bytes", "numpy array"])
 def test_an_unreadable_checkpoint_never_suggests_loading_it_unsafely(tmp_path, content):
     config = tiny_config(steps=4)
@@ -312,7 +347,7 @@ def test_other_damaged_data_files_name_the_file(tmp_path, loader):
         make_dataset(name, **kwargs)
 
 
-@pytest.mark.parametrize("junk", ["truncated int", "random bytes"])
+@pytest.mark.parametrize("junk", ["truncated int", "random bytes", "another architecture"])
 def test_a_junk_snapshot_names_the_file_and_the_fix(tmp_path, capsys, junk):
     config, store = tiny_config(steps=4, snapshot_every=2), tmp_path / "store"
     runs.get_or_train(config, store, device="cpu", progress=False)
