@@ -17,7 +17,8 @@ from typing import Any
 
 from dvae_core.infra import (atomic_torch_save, atomic_write_text, canonical_json, default_store, load_torch_file,
                              resolve_device)
-from dvae_core.train import CHECKPOINT, TrainConfig, build_model, load_checkpoint, load_weights, snapshot_path, train
+from dvae_core.train import (CHECKPOINT, TrainConfig, build_dataset, build_model, check_model_fits_data,
+                             data_image_shape, load_checkpoint, load_weights, snapshot_path, train)
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -88,6 +89,10 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
         done["reused"] = True
         return done
     directory = run_dir(config, store)
+    # the data before the run's folder: a missing data file, or a model that cannot read the images, leaves
+    # nothing in the store (and train gets the dataset, so it is built once)
+    dataset = build_dataset(config)
+    check_model_fits_data(config, data_image_shape(dataset))
     with run_lock(directory):
         done = load_run(config, store, device)  # another process may have finished it while we waited
         if done is not None:
@@ -96,7 +101,7 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
         recipe = directory / "config.json"
         atomic_write_text(recipe, json.dumps(config.to_dict(), indent=1, default=list))
         try:
-            result = train(config, directory, device=device, progress=progress)
+            result = train(config, directory, device=device, progress=progress, dataset=dataset)
         except BaseException:
             if not (directory / CHECKPOINT).exists():  # failed before its first checkpoint: leave no half run
                 recipe.unlink(missing_ok=True)

@@ -4,6 +4,7 @@
 hash names the run in the run store (``dvae_core.runs``), so two notebooks asking for the same
 recipe share one trained model. The loop:
 
+- refuses a model that cannot read the dataset's images (channels, size) before anything is written;
 - seeds torch and the data generator from ``seed``; batches are rendered on the fly by the
   factor dataset, so the data stream is a pure function of (seed, step);
 - writes an atomic checkpoint (temp file, fsync, rename) every ``checkpoint_every`` steps holding the
@@ -191,6 +192,39 @@ def load_weights(model: torch.nn.Module, weights: Any, path: Path, fix: str) -> 
     model.load_state_dict(weights)
 
 
+def data_image_shape(dataset) -> tuple[int, ...]:
+    """The (channels, height, width) of the images ``dataset`` serves, read off one drawn image (its own
+    generator: the run's data stream is untouched)."""
+    return tuple(dataset.sample(1, np.random.default_rng(0))[0].shape[1:])
+
+
+def check_model_fits_data(config: TrainConfig, image_shape: tuple[int, ...]) -> None:
+    """Refuse a recipe whose model cannot read its dataset's images (``image_shape``, channels first) before
+    any work starts, naming the model field, the dataset and the fix; otherwise the first training step fails
+    deep inside a layer (``mat1 and mat2 shapes cannot be multiplied``). Models without the fields pass."""
+    if len(image_shape) != 3:
+        return
+    channels, height, width = image_shape
+    in_channels = getattr(config.model, "in_channels", None)
+    resolution = getattr(config.model, "resolution", None)
+    problems = []
+    if in_channels is not None and in_channels != channels:
+        problems.append(f"model.in_channels is {in_channels} but {config.dataset} images have {channels} "
+                        f"channel{'s' if channels != 1 else ''}: set model.in_channels to {channels}")
+    if resolution is not None and (height, width) != (resolution, resolution):
+        from dvae_core.data import dataset_parameters
+
+        if height != width:
+            fix = "the model reads square images only: crop or pad the data"
+        else:
+            fix = f"set model.resolution to {height}"
+            if "resolution" in dataset_parameters(config.dataset):
+                fix += f" (or dataset_kwargs 'resolution' to {resolution})"
+        problems.append(f"model.resolution is {resolution} but {config.dataset} images are {height}×{width}: {fix}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 def snapshot_path(run_dir: Path, step: int) -> Path:
     """Where a run keeps its weights at ``step`` (``snapshot_every`` runs; what "over training" plots read)."""
     return Path(run_dir) / SNAPSHOTS / f"step_{step:08d}.pt"
@@ -209,18 +243,22 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
             )
 
 
-def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progress: bool | None = None) -> dict[str, Any]:
+def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progress: bool | None = None,
+          dataset=None) -> dict[str, Any]:
     """Train (or resume) the run ``config`` in ``run_dir``; returns the final state dict.
 
     The returned dict has ``model`` (a ``VAE`` in eval mode, on ``device``), ``history`` (a list of
-    logged rows) and ``config``.
+    logged rows) and ``config``. ``dataset``: the run's dataset if the caller built it already
+    (``build_dataset(config)``). A model that cannot read the dataset's images is refused before
+    ``run_dir`` is made.
     """
     run_dir = Path(run_dir)
+    dataset = build_dataset(config) if dataset is None else dataset
+    check_model_fits_data(config, data_image_shape(dataset))
     run_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     keep_freed_memory()
-    torch.manual_seed(config.seed)
-    dataset = build_dataset(config)
+    torch.manual_seed(config.seed)  # after the data and their check: the model starts from the seed as ever
     rng = np.random.default_rng(config.seed)
     model = build_model(config).to(dev)
     optimizer = make_optimizer(config, model.vae_parameters())
