@@ -13,11 +13,12 @@ run the same command again. Prints one run folder per config on stdout, in order
     python -m dvae_core.cli --recipe sb_vae --profile paper > sb.json     # a registered paper's run, as JSON
     python -m dvae_core.cli --migrate-store                               # rename runs of older recipe layouts
 
-Expected failures (a bad config, a damaged checkpoint, a missing data file, a NaN loss) end with a
-single ``error: …`` line on stderr that says what to fix, no traceback, and exit status 2 for bad
-input (the config or the arguments) or 1 for a run that failed. Nothing half-written is left:
-checkpoints are replaced atomically, and a run that fails before its first checkpoint leaves no
-files but its lock.
+Expected failures (a bad config, a model that cannot read its dataset's images, a damaged checkpoint,
+a missing or damaged data file, a NaN loss) end with a single ``error: …`` line on stderr that says
+what to fix, no traceback, and exit status 2 for bad input (the config or the arguments) or 1 for a
+run that failed. Nothing half-written is left: every recipe is checked against its data before any
+run trains (a refused one makes no run folder), checkpoints are replaced atomically, and a run that
+fails before its first checkpoint leaves no files but its lock.
 """
 
 from __future__ import annotations
@@ -150,6 +151,26 @@ def registered_recipe(name: str, profile: str):
     return models[name].config(check_profile(profile))
 
 
+def check_models_fit_data(configs: list) -> None:
+    """Every config's model reads its dataset's images (:func:`dvae_core.train.check_model_fits_data`), checked
+    before a sweep trains any of them, so a grid with one bad recipe fails at once, not after the good runs.
+    Each distinct dataset recipe is built once, and only its image shape is kept."""
+    from dvae_core.infra import canonical_json
+    from dvae_core.runs import config_hash
+    from dvae_core.sweep import describe
+    from dvae_core.train import build_dataset, check_model_fits_data, data_image_shape
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for config in configs:
+        key = canonical_json({"dataset": config.dataset, "dataset_kwargs": config.dataset_kwargs})
+        if key not in shapes:
+            shapes[key] = data_image_shape(build_dataset(config))
+        try:
+            check_model_fits_data(config, shapes[key])
+        except ValueError as err:
+            raise ValueError(f"run {config_hash(config)} ({describe(config)}): {err}") from None
+
+
 def load_configs(path: Path) -> list:
     """The configs in one JSON file (an object, or a list of objects)."""
     try:
@@ -240,22 +261,27 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--threads {args.threads}: give 1 or more")
         torch.set_num_threads(args.threads)
     store = (args.store or default_store()).resolve()
+    to_train = []
     for config in configs:
         checkpoint = runs.run_dir(config, store) / CHECKPOINT
         state = "new"
         if checkpoint.exists():
             step = load_checkpoint(checkpoint)["step"]  # a damaged checkpoint is an error here already
             state = "finished" if step >= config.steps else f"resuming from step {step} of {config.steps}"
+        if state != "finished":
+            to_train.append(config)
         print(f"run {runs.config_hash(config)} ({describe(config)}): {state}", file=sys.stderr, flush=True)
 
     if len(configs) == 1 and args.jobs in (None, 1) and not args.scheduler:
-        runs.get_or_train(configs[0], store, device=args.device)
+        runs.get_or_train(configs[0], store, device=args.device)  # checks the model fits the data first
     elif args.scheduler:
+        check_models_fit_data(to_train)  # here: a sweep's workers would meet a bad recipe after the good runs
         from distributed import Client
 
         with Client(args.scheduler) as client:
             run_sweep(configs, executor=client.get_executor(), store=store, device=args.device)
     else:
+        check_models_fit_data(to_train)
         run_sweep(configs, jobs=args.jobs, store=store, device=args.device)
     for config in configs:
         print(runs.run_dir(config, store))

@@ -11,7 +11,9 @@ training loop can all use it without importing one another:
 - :func:`resolve_device`: ``"auto"`` / ``"cpu"`` / ``"cuda[:N]"`` with a clear error;
 - :func:`keep_freed_memory`: glibc's allocator setting that makes CPU training steps reuse their buffers;
 - :func:`die_with_parent`: a worker process that cannot outlive the process that started it;
-- :func:`show_progress`: whether tqdm bars are on (``DVAE_PROGRESS``).
+- :func:`show_progress`: whether tqdm bars are on (``DVAE_PROGRESS``);
+- :func:`short_cause`: a library's error as a short cause for a one-line message, without advice to load a
+  file unsafely; :func:`load_torch_file` reads a file this package wrote with it.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import errno
 import functools
 import json
 import os
+import re
 import shutil
 import signal
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +168,42 @@ def show_progress(progress: bool | None) -> bool:
     """Progress bars are on unless asked off, here or by ``DVAE_PROGRESS=0`` (the reproduce batch sets it
     so bars stay out of committed notebook outputs)."""
     return os.environ.get(PROGRESS_ENV, "1") != "0" if progress is None else progress
+
+
+#: Words of a library's advice to load a file unsafely (torch's ``weights_only=False``, numpy's ``allow_pickle``):
+#: a foreign file loaded that way runs whatever code it holds, so no message of ours may pass that advice on.
+UNSAFE_ADVICE = ("weights_only", "allow_pickle", "pickle.load", "safe_globals")
+
+
+def short_cause(err: BaseException, limit: int = 120) -> str:
+    """``err`` as the short cause inside a one-line message: its type and the first sentence of its text (torch's
+    unpickler errors: the sentence after ``WeightsUnpickler error:``), at most ``limit`` characters, and only
+    the type where that sentence carries advice to load the file unsafely."""
+    text = str(err).split("WeightsUnpickler error:", 1)[-1]
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    sentence = re.split(r"(?<=[.!?])\s", " ".join(line.split()), maxsplit=1)[0].rstrip(".")
+    name = type(err).__name__
+    if name == "error":  # struct.error, zlib.error: the module says what failed
+        name = f"{type(err).__module__}.error"
+    if not sentence or any(word in sentence for word in UNSAFE_ADVICE):
+        return name
+    if len(sentence) > limit:
+        sentence = sentence[: limit - 1].rstrip() + "…"
+    return f"{name}: {sentence}"
+
+
+def load_torch_file(path: Path, fix: str, what: str = "checkpoint") -> Any:
+    """``torch.load`` of a file this package wrote (a checkpoint, a snapshot, a cache), with ``weights_only=True``
+    so a foreign pickle runs no code. A file torch cannot read fails with one RuntimeError, ``cannot read <what>
+    <path> (<cause>); it is truncated or not a dvae <what>: <fix>``, never with torch's advice to load it with
+    ``weights_only=False``; torch's warnings about the bytes of a file it then refuses go with it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for truncated or foreign files
+            raise RuntimeError(f"cannot read {what} {path} ({short_cause(err)}); it is truncated or not a dvae "
+                               f"{what}: {fix}") from None
+    for warning in caught:  # a file that loaded: its warnings are the caller's
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return loaded

@@ -4,7 +4,8 @@ Executes every notebook (or those matching ``--only``) with papermill, passing `
 ``device`` and ``seed`` to its ``parameters`` cell. Each notebook writes its claims to
 ``results/<profile>/<notebook>.json``; this command aggregates them into
 ``results/<profile>/scorecard.json`` and the book's scorecard page, prints a summary table and
-exits non-zero if any notebook failed.
+exits non-zero if any notebook failed. The kernels talk to papermill over loopback TCP (127.0.0.1):
+without it the command stops before the first notebook, with the fix.
 
 Executed notebooks go back into ``notebooks/`` for the ``preview`` profile (they are the book's
 committed outputs) and to ``_build/executed/<profile>/`` for the others, so a smoke or paper run
@@ -19,6 +20,7 @@ import fnmatch
 import json
 import os
 import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -93,6 +95,26 @@ def execute(notebook: Path, output: Path, profile: str, device: str, seed: int) 
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class NoLoopbackError(OSError):
+    """This machine cannot open TCP connections to itself, which every notebook's kernel needs."""
+
+
+def check_loopback() -> None:
+    """Open and connect a TCP socket on 127.0.0.1. Papermill talks to each notebook's Jupyter kernel over
+    loopback TCP ports; without them every notebook waits 60 s and fails with "Kernel didn't respond", so
+    the batch is refused up front with the fix instead."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            with socket.create_connection(server.getsockname()[:2], timeout=5):
+                pass
+    except OSError as err:
+        raise NoLoopbackError(f"reproduce runs notebooks through a Jupyter kernel, which needs loopback TCP "
+                              f"(127.0.0.1); {err}: bring the loopback interface up (e.g. `ip link set lo up`) and "
+                              f"run again") from None
 
 
 def read_json(path: Path) -> dict:
@@ -392,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"training seed)")
         notebooks = find_notebooks(args.only)
         check_results(profile)
-    except ValueError as err:  # one line that names the fix, no usage block
+        check_loopback()
+    except (ValueError, NoLoopbackError) as err:  # one line that names the fix, no usage block
         parser.exit(2, f"error: {err}\n")
     os.environ["DVAE_PROGRESS"] = "0"  # kernels inherit it: no progress bars inside committed outputs
 

@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from dvae_core.infra import atomic_torch_save, atomic_write_text, canonical_json, default_store, resolve_device
-from dvae_core.train import CHECKPOINT, TrainConfig, build_model, load_checkpoint, snapshot_path, train
+from dvae_core.infra import (atomic_torch_save, atomic_write_text, canonical_json, default_store, load_torch_file,
+                             resolve_device)
+from dvae_core.train import (CHECKPOINT, TrainConfig, build_dataset, build_model, check_model_fits_data,
+                             data_image_shape, load_checkpoint, load_weights, snapshot_path, train)
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -41,7 +41,8 @@ def load_run(config: TrainConfig, store: Path | None = None, device: str = "auto
     if state["step"] < config.steps:
         return None
     model = build_model(config)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path, f"delete {path.parent} to retrain (was the file copied over from "
+                                              f"another run?)")
     model.to(resolve_device(device)).eval()
     return {"model": model, "history": json.loads(state["history"]), "config": config}
 
@@ -52,14 +53,18 @@ def load_snapshots(config: TrainConfig, store: Path | None = None, device: str =
     if not config.snapshot_every:
         return []
     directory, dev = run_dir(config, store), resolve_device(device)
+    # snapshots are written only while the run trains, and a finished run is reused, not retrained: a lost or
+    # damaged one comes back only with the whole run, and the others alone would plot a trajectory with a gap
+    retrain = f"delete {directory} to train the run again with all its snapshots"
     snapshots = []
     for step in range(config.snapshot_every, config.steps + 1, config.snapshot_every):
         path = snapshot_path(directory, step)
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run get_or_train for this config first (or delete "
-                                    f"{directory} to retrain it)")
+            raise FileNotFoundError(f"{path} is missing: run get_or_train for this config first (or, if the run "
+                                    f"has finished, {retrain})")
+        weights = load_torch_file(path, retrain, what="snapshot")
         model = build_model(config)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        load_weights(model, weights, path, retrain)
         snapshots.append((step, model.to(dev).eval()))
     return snapshots
 
@@ -84,6 +89,10 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
         done["reused"] = True
         return done
     directory = run_dir(config, store)
+    # the data before the run's folder: a missing data file, or a model that cannot read the images, leaves
+    # nothing in the store (and train gets the dataset, so it is built once)
+    dataset = build_dataset(config)
+    check_model_fits_data(config, data_image_shape(dataset))
     with run_lock(directory):
         done = load_run(config, store, device)  # another process may have finished it while we waited
         if done is not None:
@@ -92,7 +101,7 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
         recipe = directory / "config.json"
         atomic_write_text(recipe, json.dumps(config.to_dict(), indent=1, default=list))
         try:
-            result = train(config, directory, device=device, progress=progress)
+            result = train(config, directory, device=device, progress=progress, dataset=dataset)
         except BaseException:
             if not (directory / CHECKPOINT).exists():  # failed before its first checkpoint: leave no half run
                 recipe.unlink(missing_ok=True)

@@ -4,10 +4,12 @@
 hash names the run in the run store (``dvae_core.runs``), so two notebooks asking for the same
 recipe share one trained model. The loop:
 
+- refuses a model that cannot read the dataset's images (channels, size) before anything is written;
 - seeds torch and the data generator from ``seed``; batches are rendered on the fly by the
   factor dataset, so the data stream is a pure function of (seed, step);
 - writes an atomic checkpoint (temp file, fsync, rename) every ``checkpoint_every`` steps holding the
-  model, optimiser, both RNG states and the history, and resumes from it after a crash;
+  model, optimiser, both RNG states and the history, and resumes from it after a crash (a checkpoint of
+  another recipe, or with another architecture's weights, is refused in one line);
 - stops with a clear error naming the step and the loss term if any term is NaN or infinite;
 - logs images/s and the share of time spent making data, with a tqdm bar on stderr;
 - keeps freed tensor memory in the process (:func:`dvae_core.infra.keep_freed_memory`), which on a CPU makes every
@@ -27,7 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dvae_core.infra import atomic_torch_save, canonical_json, keep_freed_memory, resolve_device, show_progress
+from dvae_core.infra import (atomic_torch_save, canonical_json, keep_freed_memory, load_torch_file, resolve_device,
+                             short_cause, show_progress)
 from dvae_core.models import VAE, VAEConfig
 from dvae_core.models.factor_vae import FactorVAE, FactorVAEModelConfig
 from dvae_core.models.info_wgan import InfoWGAN, InfoWGANConfig
@@ -170,16 +173,65 @@ def build_dataset(config: TrainConfig):
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint written by :func:`train`, refusing foreign or damaged files clearly."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise RuntimeError(
-            f"cannot read checkpoint {path} ({type(err).__name__}: {err}); it is truncated or not a "
-            f"dvae checkpoint: delete it (and its run folder) to retrain"
-        ) from err
+    state = load_torch_file(path, "delete it (and its run folder) to retrain")
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= state.keys():
         raise RuntimeError(f"{path} is not a dvae checkpoint: delete it (and its run folder) to retrain")
     return state
+
+
+def load_weights(model: torch.nn.Module, weights: Any, path: Path, fix: str) -> None:
+    """``model.load_state_dict(weights)`` for weights read from ``path``; weights of another architecture (a
+    file copied over from another run) are refused with one line that counts the missing, unexpected and
+    reshaped tensors, names one of each and ends with ``fix``, instead of torch's dump of every key."""
+    if not isinstance(weights, dict) or not all(isinstance(value, torch.Tensor) for value in weights.values()):
+        raise RuntimeError(f"{path} holds no model weights (a {type(weights).__name__} of other values): {fix}")
+    expected = model.state_dict()
+    missing = [name for name in expected if name not in weights]
+    unexpected = [name for name in weights if name not in expected]
+    reshaped = [name for name in expected if name in weights and weights[name].shape != expected[name].shape]
+    if missing or unexpected or reshaped:
+        parts = [f"{len(names)} {what}, e.g. {names[0]}" for names, what in
+                 ((missing, "missing tensors"), (unexpected, "unexpected tensors")) if names]
+        if reshaped:
+            name = reshaped[0]
+            parts.append(f"{len(reshaped)} tensors of another shape, e.g. {name} {list(weights[name].shape)} in "
+                         f"the file, {list(expected[name].shape)} in the model")
+        raise RuntimeError(f"{path} holds the weights of another architecture than its recipe builds "
+                           f"({'; '.join(parts)}): {fix}")
+    model.load_state_dict(weights)
+
+
+def data_image_shape(dataset) -> tuple[int, ...]:
+    """The (channels, height, width) of the images ``dataset`` serves, read off one drawn image (its own
+    generator: the run's data stream is untouched)."""
+    return tuple(dataset.sample(1, np.random.default_rng(0))[0].shape[1:])
+
+
+def check_model_fits_data(config: TrainConfig, image_shape: tuple[int, ...]) -> None:
+    """Refuse a recipe whose model cannot read its dataset's images (``image_shape``, channels first) before
+    any work starts, naming the model field, the dataset and the fix; otherwise the first training step fails
+    deep inside a layer (``mat1 and mat2 shapes cannot be multiplied``). Models without the fields pass."""
+    if len(image_shape) != 3:
+        return
+    channels, height, width = image_shape
+    in_channels = getattr(config.model, "in_channels", None)
+    resolution = getattr(config.model, "resolution", None)
+    problems = []
+    if in_channels is not None and in_channels != channels:
+        problems.append(f"model.in_channels is {in_channels} but {config.dataset} images have {channels} "
+                        f"channel{'s' if channels != 1 else ''}: set model.in_channels to {channels}")
+    if resolution is not None and (height, width) != (resolution, resolution):
+        from dvae_core.data import dataset_parameters
+
+        if height != width:
+            fix = "the model reads square images only: crop or pad the data"
+        else:
+            fix = f"set model.resolution to {height}"
+            if "resolution" in dataset_parameters(config.dataset):
+                fix += f" (or dataset_kwargs 'resolution' to {resolution})"
+        problems.append(f"model.resolution is {resolution} but {config.dataset} images are {height}×{width}: {fix}")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def snapshot_path(run_dir: Path, step: int) -> Path:
@@ -200,18 +252,22 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
             )
 
 
-def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progress: bool | None = None) -> dict[str, Any]:
+def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progress: bool | None = None,
+          dataset=None) -> dict[str, Any]:
     """Train (or resume) the run ``config`` in ``run_dir``; returns the final state dict.
 
     The returned dict has ``model`` (a ``VAE`` in eval mode, on ``device``), ``history`` (a list of
-    logged rows) and ``config``.
+    logged rows) and ``config``. ``dataset``: the run's dataset if the caller built it already
+    (``build_dataset(config)``). A model that cannot read the dataset's images is refused before
+    ``run_dir`` is made.
     """
     run_dir = Path(run_dir)
+    dataset = build_dataset(config) if dataset is None else dataset
+    check_model_fits_data(config, data_image_shape(dataset))
     run_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     keep_freed_memory()
-    torch.manual_seed(config.seed)
-    dataset = build_dataset(config)
+    torch.manual_seed(config.seed)  # after the data and their check: the model starts from the seed as ever
     rng = np.random.default_rng(config.seed)
     model = build_model(config).to(dev)
     optimizer = make_optimizer(config, model.vae_parameters())
@@ -228,15 +284,19 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
         state = load_checkpoint(ckpt_path)
         if canonical_json(state["config"]) != config.canonical():
             raise RuntimeError(f"{ckpt_path} belongs to another configuration: delete {run_dir} to retrain")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if auxiliary is not None:
-            auxiliary.load_state_dict(state["auxiliary_optimizer"])
-        rng.bit_generator.state = json.loads(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        history, step = json.loads(state["history"]), state["step"]
-        window = json.loads(state.get("log_window", '{"sums": {}, "steps": 0}'))
-        sums, window_steps = window["sums"], window["steps"]
+        fix = f"delete {run_dir} to retrain"
+        load_weights(model, state["model"], ckpt_path, f"{fix} (was the file copied over from another run?)")
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            if auxiliary is not None:
+                auxiliary.load_state_dict(state["auxiliary_optimizer"])
+            rng.bit_generator.state = json.loads(state["data_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            history, step = json.loads(state["history"]), state["step"]
+            window = json.loads(state.get("log_window", '{"sums": {}, "steps": 0}'))
+            sums, window_steps = window["sums"], window["steps"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # torch's messages here name no file
+            raise RuntimeError(f"{ckpt_path} holds a damaged training state ({short_cause(err)}): {fix}") from None
 
     def save() -> None:
         atomic_torch_save({

@@ -3,24 +3,32 @@
 - a training process killed (SIGKILL) after a checkpoint resumes from it and ends bit-identical to an
   uninterrupted run;
 - each kind of bad input ends with one ``error: …`` line naming the fix, a non-zero exit, no
-  traceback and no half-written result;
+  traceback and no half-written result; that includes damaged files (checkpoints, snapshots, data
+  files), whose messages never pass on a library's advice to load them unsafely;
 - nothing opens a network connection, at import or while training and scoring.
 """
 
+import dataclasses
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 import types
 
+import numpy as np
 import pytest
 import torch
 
-from dvae_core import reproduce, runs
-from dvae_core.train import CHECKPOINT, load_checkpoint, train
+from dvae_core import cli, reproduce, runs
+from dvae_core.data import make_dataset
+from dvae_core.data.files import DataFileError
+from dvae_core.train import CHECKPOINT, load_checkpoint, snapshot_path, train
+from test_data import write_tiny_dsprites
 from test_train import tiny_config
 
 TIMING_KEYS = {"images_per_s", "data_fraction"}
@@ -201,6 +209,204 @@ def test_failed_notebook_leaves_no_partial_output(tmp_path, monkeypatch):
         reproduce.execute(notebook, output, "smoke", "cpu", 0)
     assert not output.exists()
     assert not (reproduce.REPO_ROOT / "_build" / "partial" / "smoke" / notebook.name).exists()
+
+
+# ----------------------------------------------------------------------- loopback, model and data, damaged files
+
+UNSAFE_ADVICE = ("weights_only", "allow_pickle", "pickle.load")
+
+
+def test_reproduce_without_loopback_stops_before_any_notebook(monkeypatch, capsys):
+    """With loopback down every kernel would wait 60 s and fail "Kernel didn't respond": one line instead."""
+    reproduce.check_loopback()  # this machine has loopback: the check passes
+
+    class LoopbackDown(socket.socket):
+        def bind(self, address):
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+
+    def no_notebook_may_run(*args, **kwargs):
+        raise AssertionError("a notebook was started without loopback")
+
+    monkeypatch.setattr(socket, "socket", LoopbackDown)
+    monkeypatch.setattr(reproduce, "execute", no_notebook_may_run)
+    with pytest.raises(SystemExit) as exit_:
+        reproduce.main(["--profile", "smoke", "--only", reproduce.find_notebooks()[0].stem])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: reproduce runs notebooks through a Jupyter kernel, which needs loopback TCP (127.0.0.1); [Errno "
+        f"{errno.EADDRNOTAVAIL}] Cannot assign requested address: bring the loopback interface up (e.g. `ip link set "
+        f"lo up`) and run again\n")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": {"in_channels": 3}}, "model.in_channels is 3 but dsprites images have 1 channel: set model.in_channels "
+                                    "to 1"),
+    ({"dataset_kwargs": {"resolution": 64}}, "model.resolution is 32 but dsprites images are 64×64: set "
+                                             "model.resolution to 64 (or dataset_kwargs 'resolution' to 32)"),
+    ({"dataset": "colored_sprites", "model": {"in_channels": 1}},
+     "model.in_channels is 1 but colored_sprites images have 3 channels: set model.in_channels to 3"),
+])
+def test_a_model_that_cannot_read_the_data_is_refused_before_the_store_is_touched(tmp_path, change, message):
+    data = tiny_config().to_dict()
+    for key, value in change.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    store = tmp_path / "store"
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", data), "--store", store)
+    assert_clean_error(proc, 2, message)
+    assert not store.exists(), "a refused recipe made a run folder"
+
+
+def test_a_grid_with_one_mismatched_recipe_trains_none(tmp_path):
+    bad = {**tiny_config().to_dict(), "dataset_kwargs": {"resolution": 64}}
+    store = tmp_path / "store"
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "grid.json", [tiny_config(steps=4).to_dict(), bad]),
+                    "--store", store)
+    assert_clean_error(proc, 2, f"run {runs.config_hash(cli.config_from_dict(bad))} (dsprites deconv",
+                       "model.resolution is 32 but dsprites images are 64×64")
+    assert not store.exists(), "the good recipe of the grid trained before the bad one was refused"
+
+
+def test_train_refuses_a_mismatched_model_before_making_its_folder(tmp_path):
+    config = tiny_config(model=dataclasses.replace(tiny_config().model, in_channels=3))
+    with pytest.raises(ValueError, match="model.in_channels is 3 but dsprites images have 1 channel"):
+        train(config, tmp_path / "run", device="cpu", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_checkpoint_of_another_architecture_is_one_line(tmp_path, one_torch_thread, finished):
+    """The recipe inside the checkpoint matches (the file was copied over, then its recipe put back), the
+    weights do not: a count and one name, not torch's dump of every key."""
+    config, store = tiny_config(steps=4), tmp_path / "store"
+    other = tiny_config(steps=4, model=dataclasses.replace(config.model, encoder_channels=8, hidden=8))
+    runs.get_or_train(config, store, device="cpu", progress=False)
+    runs.get_or_train(other, store, device="cpu", progress=False)
+    checkpoint = runs.run_dir(config, store) / CHECKPOINT
+    state = load_checkpoint(checkpoint)
+    state["model"] = load_checkpoint(runs.run_dir(other, store) / CHECKPOINT)["model"]
+    state["step"] = config.steps if finished else 2  # served as finished, or resumed
+    torch.save(state, checkpoint)
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", config.to_dict()), "--store", store)
+    error = assert_clean_error(
+        proc, 1, f"{checkpoint} holds the weights of another architecture than its recipe builds (12 tensors of "
+                 f"another shape, e.g. encoder.convs.0.weight [8, 1, 4, 4] in the file, [4, 1, 4, 4] in the model)",
+        f"delete {checkpoint.parent} to retrain")
+    assert len(error) < 500 and "size mismatch" not in error
+
+
+def test_missing_and_unexpected_weights_are_counted(tmp_path):
+    config, store = tiny_config(steps=4), tmp_path / "store"
+    runs.get_or_train(config, store, device="cpu", progress=False)
+    checkpoint = runs.run_dir(config, store) / CHECKPOINT
+    state = load_checkpoint(checkpoint)
+    weights = dict(state["model"])
+    weights["decoder.extra.weight"] = weights.pop(next(k for k in weights if k.startswith("decoder.")))
+    state["model"] = weights
+    torch.save(state, checkpoint)
+    with pytest.raises(RuntimeError, match=r"\(1 missing tensors, e.g. decoder\.\S+; 1 unexpected tensors, e.g. "
+                                           r"decoder\.extra\.weight\): delete "):
+        runs.load_run(config, store, device="cpu")
+
+
+@pytest.mark.parametrize("content", ["random bytes", "numpy array"])
+def test_an_unreadable_checkpoint_never_suggests_loading_it_unsafely(tmp_path, content):
+    config = tiny_config(steps=4)
+    checkpoint = runs.run_dir(config, tmp_path / "store") / CHECKPOINT
+    checkpoint.parent.mkdir(parents=True)
+    if content == "random bytes":
+        checkpoint.write_bytes(np.random.default_rng(0).bytes(4000))
+    else:  # a pickle torch's safe loader refuses (a global it does not allow): its text says weights_only=False
+        torch.save({"model": np.zeros(3)}, checkpoint)
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", config.to_dict()), "--store", tmp_path / "store")
+    error = assert_clean_error(proc, 1, f"cannot read checkpoint {checkpoint} (UnpicklingError: Unsupported ",
+                               "it is truncated or not a dvae checkpoint: delete it (and its run folder) to retrain")
+    assert not any(word in proc.stderr for word in UNSAFE_ADVICE), error
+
+
+def test_a_random_bytes_npz_names_the_file_via_the_cli(tmp_path):
+    junk = tmp_path / "dsprites.npz"
+    junk.write_bytes(np.random.default_rng(0).bytes(5000))
+    data = {**tiny_config().to_dict(), "dataset": "dsprites_npz", "dataset_kwargs": {"path": str(junk)}}
+    proc = dvae_cli(tmp_path, write_config(tmp_path / "c.json", data), "--store", tmp_path / "store")
+    assert_clean_error(proc, 1, f"error: {junk} is not a valid .npz file (not a zip archive): download it again, "
+                                f"or point the dataset's 'path' parameter (or $DVAE_DATA_DIR) at the right file")
+    assert "allow_pickle" not in proc.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def damaged_npz(path, how: str) -> None:
+    write_tiny_dsprites(path, image_side=64)
+    data = bytearray(path.read_bytes())
+    if how == "random bytes":
+        data = np.random.default_rng(0).bytes(len(data))
+    elif how == "cut short":
+        data = data[: len(data) // 2]
+    else:  # flipped bytes inside the compressed images: the zip directory still reads
+        middle = len(data) // 3
+        data[middle: middle + 64] = bytes(255 - b for b in data[middle: middle + 64])
+    path.write_bytes(bytes(data))
+
+
+def damaged_file(tmp_path, loader: str) -> tuple[str, dict, object]:
+    """A loader's file with junk in it: (dataset, kwargs, the damaged path)."""
+    junk = np.random.default_rng(1).bytes(3000)
+    if loader == "shapes3d_h5":
+        (tmp_path / "3dshapes.h5").write_bytes(junk)
+        return loader, {"path": tmp_path / "3dshapes.h5"}, tmp_path / "3dshapes.h5"
+    if loader == "mnist_files":
+        (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b" + junk)
+        (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b" + junk)
+        return loader, {"root": tmp_path}, tmp_path / "train-images-idx3-ubyte.gz"
+    if loader == "binarized_mnist":
+        (tmp_path / "binarized_mnist_train.amat").write_bytes(junk)
+        return loader, {"root": tmp_path}, tmp_path / "binarized_mnist_train.amat"
+    (tmp_path / "data.mat").write_bytes(junk)  # omniglot, caltech_silhouettes
+    return loader, {"path": tmp_path / "data.mat"}, tmp_path / "data.mat"
+
+
+@pytest.mark.parametrize("how", ["random bytes", "cut short", "flipped bytes"])
+def test_a_damaged_npz_names_the_file_and_never_suggests_allow_pickle(tmp_path, how):
+    path = tmp_path / "dsprites.npz"
+    damaged_npz(path, how)
+    with pytest.raises(DataFileError) as raised:
+        make_dataset("dsprites_npz", path=path)
+    message = str(raised.value)
+    assert message.startswith(f"{path} is not a valid .npz file (") and message.endswith("at the right file")
+    assert "\n" not in message and not any(word in message for word in UNSAFE_ADVICE), message
+
+
+@pytest.mark.parametrize("loader", ["shapes3d_h5", "mnist_files", "binarized_mnist", "omniglot", "caltech_silhouettes"])
+def test_other_damaged_data_files_name_the_file(tmp_path, loader):
+    name, kwargs, path = damaged_file(tmp_path, loader)
+    with pytest.raises(DataFileError, match=f"^{path} is not a valid .+ file \\(.+\\): download it again, or point "):
+        make_dataset(name, **kwargs)
+
+
+@pytest.mark.parametrize("junk", ["truncated int", "random bytes", "another architecture"])
+def test_a_junk_snapshot_names_the_file_and_the_fix(tmp_path, capsys, junk):
+    config, store = tiny_config(steps=4, snapshot_every=2), tmp_path / "store"
+    runs.get_or_train(config, store, device="cpu", progress=False)
+    directory = runs.run_dir(config, store)
+    snapshot = snapshot_path(directory, 2)
+    if junk == "truncated int":
+        snapshot.write_bytes(b"J\x00")  # a pickle opcode cut short: struct's "unpack requires a buffer of 4 bytes"
+    elif junk == "random bytes":
+        snapshot.write_bytes(np.random.default_rng(0).bytes(3000))
+    else:
+        other = dataclasses.replace(config.model, hidden=8)
+        torch.save(train(tiny_config(steps=1, model=other), tmp_path / "other", device="cpu",
+                         progress=False)["model"].state_dict(), snapshot)
+
+    def main(argv):  # notebooks read snapshots; through the CLI's error path the message is one line
+        runs.load_snapshots(config, store, device="cpu")
+        return 0
+
+    assert cli.run_main(main, []) == cli.EXIT_FAILED
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: cannot read snapshot {snapshot} (" if junk != "another architecture" else
+                            f"error: {snapshot} holds the weights of another architecture than its recipe builds (")
+    assert error.endswith(f": delete {directory} to train the run again with all its snapshots\n"), error
+    assert error.count("\n") == 1 and not any(word in error for word in UNSAFE_ADVICE), error
 
 
 # ------------------------------------------------------------------------------------------- offline

@@ -87,11 +87,16 @@ def make_dataset(name: str, holdout: dict | None = None, **kwargs) -> FactorData
     try:
         dataset = factory(**kwargs)
     except TypeError as err:  # an unknown keyword: name the ones the dataset takes
-        import inspect
-
-        valid = [p for p in inspect.signature(factory).parameters if p != "self"]
+        valid = dataset_parameters(name)
         raise ValueError(f"dataset {name!r}: {err}; valid parameters: {valid} (and holdout)") from None
     return HeldOutRegion(dataset, holdout) if holdout else dataset
+
+
+def dataset_parameters(name: str) -> list[str]:
+    """The keyword arguments the registered dataset ``name`` takes (besides ``holdout``, which all take)."""
+    import inspect
+
+    return [p for p in inspect.signature(DATASETS[name]).parameters if p != "self"]
 
 
 __all__ = [
@@ -123,6 +128,7 @@ __all__ = [
     "hsv_to_rgb",
     "load_mnist_like",
     "make_dataset",
+    "dataset_parameters",
     "read_idx",
     "render_shapes3d",
     "render_sprites",

@@ -10,17 +10,26 @@
 * IDX (LeCun et al., the MNIST file format, also used by Fashion-MNIST, Xiao, Rasul & Vollgraf 2017):
   two zero bytes, a dtype code, the number of dimensions, then each dimension as a big-endian uint32,
   then the data in big-endian order. Files may be gzip-compressed.
+
+A file that is there but not in its format (truncated, damaged, another file under its name) fails with a
+:class:`DataFileError` that names it and the fix, never with a reader's message that names no file (or
+numpy's advice to load it with ``allow_pickle``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from dvae_core.infra import short_cause
 
 from .base import FactorDataset
 
@@ -42,6 +51,42 @@ def _missing_file(path: Path, what: str, where: str, how: str) -> FileNotFoundEr
     return FileNotFoundError(
         f"{what} not found at {str(path)!r}. Get it from {where} (this code never downloads), then {how}."
     )
+
+
+class DataFileError(OSError):
+    """A data file that is there but cannot be read in its format: truncated, damaged, or another file under its
+    name. An OSError, as a missing file is: the run cannot start until the file is replaced."""
+
+
+#: Where a loader's file comes from, for the fix of a damaged one: most loaders take ``path`` and look in
+#: ``$DVAE_DATA_DIR`` by default.
+PATH_PARAMETER = f"the dataset's 'path' parameter (or ${DATA_DIR_ENV})"
+
+
+def damaged_file(path: str | os.PathLike, kind: str, cause: str, where: str = PATH_PARAMETER) -> DataFileError:
+    """The error for a data file ``path`` that is not a valid ``kind`` file (``cause``: why, in a few words);
+    ``where``: what points the loader at its file."""
+    return DataFileError(f"{path} is not a valid {kind} file ({cause}): download it again, or point {where} at "
+                         f"the right file")
+
+
+#: What the readers under :func:`reading_file` raise for bytes that are not their format (gzip's BadGzipFile and
+#: h5py's "file signature not found" are OSErrors; numpy and scipy raise ValueError, zipfile BadZipFile).
+_FORMAT_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, struct.error)
+
+
+@contextlib.contextmanager
+def reading_file(path: str | os.PathLike, kind: str, where: str = PATH_PARAMETER):
+    """Read a data file inside this block: a reader's error for bytes that are not ``kind`` (which names no file,
+    and from numpy advises ``allow_pickle``) becomes one :class:`DataFileError` naming ``path`` and the fix. A
+    file that is missing or not readable (permissions) keeps its own error; checks of the file's contents that
+    name the file themselves belong outside the block."""
+    try:
+        yield
+    except (FileNotFoundError, PermissionError, DataFileError):
+        raise
+    except _FORMAT_ERRORS as err:
+        raise damaged_file(path, kind, short_cause(err), where) from None
 
 
 def _read_npz_member_header(archive: zipfile.ZipFile, member: str):
@@ -84,13 +129,20 @@ class DSpritesNPZ(FactorDataset):
                 f"pass its location as DSpritesNPZ(path=...) / make_dataset('dsprites_npz', path=...) "
                 f"or put it in ${DATA_DIR_ENV} (default ./data)",
             )
-        with np.load(self.path) as archive:
-            missing = {"imgs", "latents_classes", "latents_values"} - set(archive.files)
-            if missing:
-                raise ValueError(f"{self.path}: not a dSprites file, missing keys {sorted(missing)}")
-            # Drop column 0 ('color', a single value in dSprites).
-            classes = np.asarray(archive["latents_classes"])[:, 1:].astype(np.int64)
-            values = np.asarray(archive["latents_values"], dtype=np.float64)[:, 1:]
+        if not zipfile.is_zipfile(self.path):  # np.load would read any other bytes as a pickle, and refuse it
+            raise damaged_file(self.path, ".npz", "not a zip archive")
+        with reading_file(self.path, ".npz"), np.load(self.path) as archive:
+            members = set(archive.files)
+            latents = {key: archive[key] for key in ("latents_classes", "latents_values") if key in members}
+        missing = {"imgs", "latents_classes", "latents_values"} - members
+        if missing:
+            raise ValueError(f"{self.path}: not a dSprites file, missing keys {sorted(missing)}")
+        for key, array in latents.items():  # np.load returns a member that is not .npy as its raw bytes
+            if not isinstance(array, np.ndarray) or array.ndim != 2:
+                raise damaged_file(self.path, ".npz", f"{key} is not a 2-d .npy array")
+        # Drop column 0 ('color', a single value in dSprites).
+        classes = latents["latents_classes"][:, 1:].astype(np.int64)
+        values = np.asarray(latents["latents_values"], dtype=np.float64)[:, 1:]
         self.factor_sizes = tuple(int(c) + 1 for c in classes.max(axis=0))
         self._verify_file_order(classes)
         # The value of every class, read from the file (the first row holding that class).
@@ -116,7 +168,8 @@ class DSpritesNPZ(FactorDataset):
     def _load_images(self) -> None:
         with zipfile.ZipFile(self.path) as archive:
             info = archive.getinfo("imgs.npy")
-            stream, shape, fortran_order, dtype = _read_npz_member_header(archive, "imgs.npy")
+            with reading_file(self.path, ".npz"):
+                stream, shape, fortran_order, dtype = _read_npz_member_header(archive, "imgs.npy")
             with stream:
                 if len(shape) != 3 or shape[0] != len(self) or fortran_order or dtype.itemsize != 1:
                     raise ValueError(f"{self.path}: imgs must be (N, H, W) uint8 in C order, got {shape} {dtype}")
@@ -125,7 +178,8 @@ class DSpritesNPZ(FactorDataset):
                     data_offset = self._stored_data_offset(info, stream)
                     self._mapped = np.memmap(self.path, dtype=dtype, mode="r", offset=data_offset, shape=shape)
                     return
-                self._packed = self._stream_packed(stream, shape)
+                with reading_file(self.path, ".npz"):  # a cut or damaged member fails as it streams
+                    self._packed = self._stream_packed(stream, shape)
 
     def _stored_data_offset(self, info: zipfile.ZipInfo, stream) -> int:
         # The local file header's name/extra lengths can differ from the central directory's.
@@ -146,7 +200,7 @@ class DSpritesNPZ(FactorDataset):
             count = min(chunk, n - start)
             block = np.frombuffer(stream.read(count * row_bytes), dtype=np.uint8)
             if block.size != count * row_bytes:
-                raise ValueError("imgs.npy is truncated")
+                raise EOFError("imgs.npy is truncated")
             # dSprites pixels are 0/1; treat any non-zero as lit so a 0/255 copy also works.
             packed[start : start + count] = np.packbits(block.reshape(count, height, width) != 0, axis=-1)
         return packed
@@ -201,10 +255,12 @@ class Shapes3DH5(FactorDataset):
                 f"pass its location as Shapes3DH5(path=...) / make_dataset('shapes3d_h5', path=...) "
                 f"or put it in ${DATA_DIR_ENV} (default ./data)",
             )
-        self._file = h5py.File(self.path, "r")
+        with reading_file(self.path, ".h5"):
+            self._file = h5py.File(self.path, "r")
         if "images" not in self._file or "labels" not in self._file:
             raise ValueError(f"{self.path}: not a 3dshapes file, needs datasets 'images' and 'labels'")
-        labels = np.round(np.asarray(self._file["labels"], dtype=np.float64), self._LABEL_DECIMALS)
+        with reading_file(self.path, ".h5"):
+            labels = np.round(np.asarray(self._file["labels"], dtype=np.float64), self._LABEL_DECIMALS)
         if labels.ndim != 2 or labels.shape[1] != len(SHAPES3D_FACTOR_NAMES):
             raise ValueError(f"{self.path}: labels must be (N, 6), got {labels.shape}")
         self.factor_values = tuple(np.unique(labels[:, k]) for k in range(labels.shape[1]))
@@ -264,7 +320,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with open(path, "rb") as raw:
         compressed = raw.read(2) == _GZIP_MAGIC
     opener = gzip.open if compressed else open
-    with opener(path, "rb") as stream:
+    with reading_file(path, "gzip" if compressed else "IDX", "the dataset's 'root' parameter"), \
+            opener(path, "rb") as stream:
         data = stream.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{path}: bad IDX magic number {data[:4].hex() or '(empty file)'}")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .binarize import binarize_static
-from .files import FASHION_MNIST_DIR, _missing_file, default_data_path, load_mnist_like
+from .files import FASHION_MNIST_DIR, _missing_file, default_data_path, load_mnist_like, reading_file
 
 BINARIZE = (None, "static", "dynamic")
 #: Seed of the static binarisation: fixed, so "statically binarised Fashion-MNIST" is one dataset.
@@ -116,7 +116,8 @@ def binarized_mnist(split: str = "train", root: str | os.PathLike | None = None,
     root = root if root is not None else default_data_path("binarized_mnist")
     path = _require(os.path.join(root, f"binarized_mnist_{split}.amat"), "binarised MNIST",
                     "Larochelle's binarized_mnist_{train,valid,test}.amat files (Larochelle & Murray 2011)")
-    pixels = np.loadtxt(path, dtype=np.uint8, max_rows=limit, ndmin=2)
+    with reading_file(path, ".amat", "the dataset's 'root' parameter (or $DVAE_DATA_DIR)"):
+        pixels = np.loadtxt(path, dtype=np.uint8, max_rows=limit, ndmin=2)
     if pixels.shape[1] != 784 or pixels.max(initial=0) > 1:
         raise ValueError(f"{path}: expected rows of 784 values in {{0, 1}}, got {pixels.shape[1]} columns")
     return ImageSet(pixels.reshape(-1, 28, 28) * 255, np.zeros(len(pixels), dtype=np.int64), f"binarized_mnist/{split}")
@@ -134,8 +135,9 @@ def omniglot(split: str = "train", path: str | os.PathLike | None = None, binari
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     path = _require(path or default_data_path("chardata.mat"), "Omniglot chardata.mat",
                     "the IWAE repository's datasets/OMNIGLOT/chardata.mat (Burda, Grosse & Salakhutdinov 2016)")
-    mat = loadmat(path)
-    data, target = (mat["data"], mat["target"]) if split == "train" else (mat["testdata"], mat["testtarget"])
+    with reading_file(path, "MATLAB .mat"):  # a .mat of other arrays: KeyError, also reported as the wrong file
+        mat = loadmat(path)
+        data, target = (mat["data"], mat["target"]) if split == "train" else (mat["testdata"], mat["testtarget"])
     images = data.T.reshape(-1, 28, 28).transpose(0, 2, 1)  # column-major images → row-major
     labels = np.argmax(target, axis=0)
     if limit is not None:
@@ -155,8 +157,9 @@ def caltech_silhouettes(split: str = "train", path: str | os.PathLike | None = N
         raise ValueError(f"split must be one of {sorted(keys)}, got {split!r}")
     path = _require(path or default_data_path("caltech101_silhouettes_28_split1.mat"),
                     "Caltech-101 Silhouettes", "Benjamin Marlin's Caltech 101 Silhouettes page (28×28, split 1)")
-    mat = loadmat(path)
-    data, labels = mat[f"{keys[split]}_data"], np.asarray(mat[f"{keys[split]}_labels"]).reshape(-1) - 1
+    with reading_file(path, "MATLAB .mat"):
+        mat = loadmat(path)
+        data, labels = mat[f"{keys[split]}_data"], np.asarray(mat[f"{keys[split]}_labels"]).reshape(-1) - 1
     images = data.reshape(-1, 28, 28).transpose(0, 2, 1)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]

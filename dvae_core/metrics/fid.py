@@ -46,7 +46,8 @@ from torch import nn
 
 from dvae_core.data.files import DATA_DIR_ENV, FASHION_MNIST_DIR, default_data_path, load_mnist_like
 from dvae_core.metrics.encode import as_codes
-from dvae_core.infra import atomic_torch_save, canonical_json, default_store, keep_freed_memory, resolve_device
+from dvae_core.infra import (atomic_torch_save, canonical_json, default_store, keep_freed_memory, load_torch_file,
+                             resolve_device)
 
 Images = Union[torch.Tensor, Iterable[torch.Tensor]]
 
@@ -388,11 +389,7 @@ def _accuracy(model: DomainClassifier, images: torch.Tensor, labels: torch.Tenso
 
 
 def _load_classifier_state(path: Path, recipe: str) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise RuntimeError(f"cannot read the cached FID classifier {path} ({type(err).__name__}: {err}); "
-                           f"delete it to retrain") from err
+    state = load_torch_file(path, "delete it to retrain", what="FID classifier cache")
     if not isinstance(state, dict) or not {"model", "config", "test_accuracy", "train_seconds"} <= state.keys():
         raise RuntimeError(f"{path} is not a cached FID classifier: delete it to retrain")
     if state["config"] != recipe:
