@@ -242,12 +242,17 @@ def _plan(mean: float, sd: float, min_effect: float, have: int, cost: Cost | Non
     towards, needed = min(options, key=lambda o: o[1])
     plan = {"needed": needed, "towards": towards, "unit": unit, "have": have,
             "assumes": {"effect": _round(mean), "sd": _round(sd), "power": POWER, "alpha": ALPHA}}
-    if cost is not None:
-        extra = max(0, needed - have)
-        plan["more"] = extra
-        plan["cpu_hours"] = round(extra * cost.cpu_seconds / 3600, 2)
-        plan["gpu_minutes"] = round(extra * cost.gpu_seconds / 60, 1)
+    _price(plan, cost)
     return plan
+
+
+def _price(plan: dict[str, Any], cost: Cost | None) -> None:
+    """Add to ``plan`` the replicates it needs beyond those it has, and what they cost."""
+    if cost is None or not plan.get("needed"):
+        return
+    extra = max(0, plan["needed"] - plan["have"])
+    plan.update(more=extra, cpu_hours=round(extra * cost.cpu_seconds / 3600, 2),
+                gpu_minutes=round(extra * cost.gpu_seconds / 60, 1))
 
 
 def _round(v: float, digits: int = 4) -> float | None:
@@ -444,9 +449,7 @@ def trend(x: Sequence[float], y: Sequence[float], *, decreasing: bool, cost: Cos
         # Fisher's z: n ≈ ((z_α + z_β) / atanh ρ)² + 3, with the rank correlation's 1.06 variance factor
         needed = math.ceil(1.06 * ((norm.ppf(1 - ALPHA) + norm.ppf(POWER)) / math.atanh(rho)) ** 2 + 3)
         plan.update(needed=max(needed, n + 1), towards="reproduced", assumes={"rho": _round(rho), "power": POWER})
-        if cost is not None:
-            plan.update(more=plan["needed"] - n, cpu_hours=round((plan["needed"] - n) * cost.cpu_seconds / 3600, 2),
-                        gpu_minutes=round((plan["needed"] - n) * cost.gpu_seconds / 60, 1))
+        _price(plan, cost)
     why = f"{text}, p = {p_claim:.3g} (the smallest p {n} {point}s can give is {test['smallest_p']:.3g})"
     if plan["needed"]:
         why += f"; ≈ {plan['needed']} {point}s would decide it"
@@ -545,12 +548,9 @@ def curve(frame, *, group: str, level: str, x: str, y: str, better: str, worse: 
         reason = "collapsed" if collapsed_runs * 2 > dropped else "under-trained"
         return Outcome("inconclusive", rule, reason,
                        f"{dropped} run(s) failed their learning gate, leaving no curve to compare", test)
-    if fewest < MIN_REPLICAS and outcome.verdict != "inconclusive":
-        return Outcome("inconclusive", rule, "too few replicas",
-                       f"{outcome.explanation}; but only {fewest} replica(s) in some cell (the rule needs "
-                       f"{MIN_REPLICAS})", test, outcome.power)
     if fewest < MIN_REPLICAS:
+        but = "" if outcome.verdict == "inconclusive" else "but only "
         return Outcome("inconclusive", rule, "too few replicas",
-                       f"{outcome.explanation}; {fewest} replica(s) in some cell (the rule needs {MIN_REPLICAS})",
+                       f"{outcome.explanation}; {but}{fewest} replica(s) in some cell (the rule needs {MIN_REPLICAS})",
                        test, outcome.power)
     return Outcome(outcome.verdict, rule, outcome.reason, outcome.explanation, test, outcome.power)
