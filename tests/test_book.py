@@ -348,8 +348,15 @@ PAGE_PROBE = r"""
   const images = Array.from(document.images);
   images.forEach(i => { i.loading = 'eager'; });
   await Promise.all(images.map(i => i.decode().catch(() => null)));
+  // Fonts declared in CSS load only when a glyph needs them, which depends on timing and on the
+  // browser build; load every one now so a font the page cannot find fails here, every time.
+  const fonts = Array.from(document.fonts || []);
+  const fontFailures = (await Promise.all(fonts.map(f => f.load().then(() => null, () => f.family))))
+    .filter(Boolean);
   const math = Array.from(document.querySelectorAll('.math'));
   return {
+    fonts: fonts.length,
+    fontFailures: fontFailures,
     title: document.title,
     images: images.map(i => ({src: (i.currentSrc || i.src).slice(0, 120), width: i.naturalWidth})),
     math: math.length,
@@ -564,6 +571,7 @@ def rendered(built, toc, browser) -> dict[str, dict]:
 def test_browser_pages_load_without_errors_or_network(rendered):
     bad = [f"{page}: {e}" for page, r in rendered.items() for e in r["errors"]]
     bad += [f"{page}: tried to fetch {u}" for page, r in rendered.items() for u in r["requests"]]
+    bad += [f"{page}: font {f!r} did not load" for page, r in rendered.items() for f in r["probe"]["fontFailures"]]
     assert not bad, "pages misbehave in an offline browser:\n" + "\n".join(bad)
 
 
@@ -600,6 +608,8 @@ def test_browser_widget_page_renders(widget_book, browser):
     probe, errors, requests = browser.visit(session, (widget_book / "nb" / "widgets.html").as_uri())
     assert not errors and not requests, (errors, requests)
     assert probe["sliders"] == 1 and probe["mjx"] >= 2 and not probe["mjxErrors"], probe
+    # the widget CSS declares Font Awesome; the probe loads every declared font
+    assert probe["fonts"] and not probe["fontFailures"], probe
 
 
 def test_browser_screenshots_written(rendered):
