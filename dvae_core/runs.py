@@ -3,7 +3,9 @@
 ``runs/<hash>/`` holds ``config.json`` (human-readable recipe) and ``checkpoint.pt``. A run whose
 checkpoint reached ``config.steps`` is complete and is loaded instead of retrained; a partial one
 resumes. Re-running a notebook, or a second notebook that needs the same run, costs nothing.
-The store lives in ``$DVAE_RUNS`` or ``<repo>/runs``.
+A new run that is a longer version of a finished one (:func:`is_prefix`) starts from that run's
+checkpoint instead of step 0, so a budget curve costs only its largest budget; ``extended.json``
+records which run it continued. The store lives in ``$DVAE_RUNS`` or ``<repo>/runs``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,15 @@ def load_run(config: TrainConfig, store: Path | None = None, device: str = "auto
     load_weights(model, state["model"], path, f"delete {path.parent} to retrain (was the file copied over from "
                                               f"another run?)")
     model.to(resolve_device(device)).eval()
-    return {"model": model, "history": json.loads(state["history"]), "config": config}
+    return {"model": model, "history": json.loads(state["history"]), "config": config,
+            "continued_from": continued_from(path.parent)}
+
+
+def continued_from(directory: Path) -> int | None:
+    """The step at which the run in ``directory`` took over a shorter run's training state, None if it
+    trained from step 0."""
+    path = Path(directory) / EXTENDED
+    return int(json.loads(path.read_text())["step"]) if path.exists() else None
 
 
 def load_snapshots(config: TrainConfig, store: Path | None = None, device: str = "auto") -> list[tuple[int, Any]]:
@@ -67,6 +78,54 @@ def load_snapshots(config: TrainConfig, store: Path | None = None, device: str =
         load_weights(model, weights, path, retrain)
         snapshots.append((step, model.to(dev).eval()))
     return snapshots
+
+
+EXTENDED = "extended.json"
+
+
+def is_prefix(shorter: TrainConfig, longer: TrainConfig) -> bool:
+    """Whether ``shorter``, trained to the end, is ``longer`` stopped at step ``shorter.steps``: the same recipe
+    but for fewer steps, a step count at which ``longer`` writes a log row (so the histories agree row for
+    row), and no snapshots (which a continued run would lack). The loop uses ``steps`` only to stop (there
+    is no schedule over the run's length), so continuing ``shorter``'s checkpoint is resuming ``longer``
+    after a kill at that step: bit-identical to training it from step 0."""
+    if not 0 < shorter.steps < longer.steps or longer.snapshot_every or shorter.steps % longer.log_every:
+        return False
+    return replace(shorter, steps=longer.steps).canonical() == longer.canonical()
+
+
+def longest_prefix(config: TrainConfig, store: Path | None = None) -> tuple[Path, int] | None:
+    """The finished run in the store that is the longest prefix of ``config`` (:func:`is_prefix`), as
+    (its checkpoint, its steps); None if there is none."""
+    store = Path(store) if store is not None else default_store()
+    best = None
+    for recipe in store.glob("*/config.json"):
+        try:
+            candidate = TrainConfig.from_dict(json.loads(recipe.read_text()))
+        except (ValueError, TypeError, KeyError, OSError):
+            continue  # an unreadable recipe is not a prefix; migrate_store names it
+        checkpoint = recipe.parent / CHECKPOINT
+        if (is_prefix(candidate, config) and checkpoint.exists() and (best is None or candidate.steps > best[1])
+                and recipe.parent.name == config_hash(candidate)):
+            best = (checkpoint, candidate.steps)
+    return best
+
+
+def _continue_prefix(config: TrainConfig, directory: Path, store: Path | None) -> int | None:
+    """Copy the longest finished prefix's training state into ``directory`` as ``config``'s checkpoint
+    (relabelled with ``config``'s recipe), so that :func:`~dvae_core.train.train` resumes it; returns the
+    step it continues from, None if there is no finished prefix."""
+    found = longest_prefix(config, store)
+    if found is None:
+        return None
+    checkpoint, _ = found
+    state = load_checkpoint(checkpoint)
+    if state["step"] != TrainConfig.from_dict(state["config"]).steps:
+        return None  # not finished after all (a stale recipe beside a partial checkpoint)
+    state["config"] = config.to_dict()
+    atomic_write_text(directory / EXTENDED, json.dumps({"from": checkpoint.parent.name, "step": state["step"]}))
+    atomic_torch_save(state, directory / CHECKPOINT)
+    return int(state["step"])
 
 
 @contextlib.contextmanager
@@ -100,6 +159,8 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
             return done
         recipe = directory / "config.json"
         atomic_write_text(recipe, json.dumps(config.to_dict(), indent=1, default=list))
+        if not (directory / CHECKPOINT).exists():
+            _continue_prefix(config, directory, store)
         try:
             result = train(config, directory, device=device, progress=progress, dataset=dataset)
         except BaseException:
@@ -107,6 +168,7 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
                 recipe.unlink(missing_ok=True)
             raise
     result["reused"] = False
+    result["continued_from"] = continued_from(directory)
     return result
 
 

@@ -540,3 +540,56 @@ def test_every_inconclusive_claim_carries_a_reason():
                                                                "collapsed")
     with pytest.raises(ValueError, match="needs a reason"):
         replace(claim, reason=None)
+
+
+# --------------------------------------------------------------------------- Fig. 2's budget curve
+def test_budget_profiles_are_fig2_at_each_budget_on_the_first_seeds():
+    p = sbd.profile("preview", seed_offset=1000)
+    profiles = sbd.budget_profiles(p)
+    assert [bp.steps for bp in profiles] == list(p.budget_steps) and profiles[0].steps == p.steps
+    assert all(bp.seeds == p.seeds[:p.budget_seeds] for bp in profiles)
+    # each budget's runs are prefixes of the next budget's (so the curve costs only its longest budget)
+    from dvae_core.runs import is_prefix
+    for shorter, longer in zip(profiles, profiles[1:]):
+        for a, b in zip(sbd.comparison_configs(shorter), sbd.comparison_configs(longer)):
+            assert is_prefix(a, b), (a, b)
+
+
+def test_budget_point_prices_the_pairs_that_would_decide_an_underpowered_effect():
+    table = results_table({"mig": [0.33, 0.30, 0.36]}, {"mig": [0.30, 0.31, 0.31]})
+    runs = fake_runs(table)
+    point = sbd.budget_point(table, SMOKE, runs)
+    assert point["runs_passing_gate"] == 6 and point["collapsed"] == 0
+    assert point["mig_verdict"] == "inconclusive (underpowered)"
+    assert point["mig_effect"] == approx4((0.03 - 0.01 + 0.05) / 3)
+    needed = point["mig_pairs_to_decide"]
+    assert needed >= 5
+    pair = 2 * SMOKE.steps * SMOKE.batch_size / 0.1  # CPU-seconds of one pair at 0.1 images/s
+    assert point["mig_cpu_hours"] == pytest.approx(needed * pair / 3600, rel=0.01)
+    assert point["mig_gpu_minutes"] > 0
+
+
+def test_budget_point_of_a_decided_claim_needs_the_pairs_it_has():
+    table = results_table({"mig": HIGH}, {"mig": LOW})
+    point = sbd.budget_point(table, SMOKE)
+    assert point["mig_verdict"] == "reproduced" and point["mig_pairs_to_decide"] == 6
+    assert point["mig_p"] == approx4(ALL_SIX_AGREE_P) and point["mig_cpu_hours"] is None  # no runs, no price
+
+
+def test_budget_curve_counts_runs_that_fail_their_gate():
+    table = results_table({"mig": [0.001, 0.3, 0.35]}, {"mig": [0.2, 0.2, 0.2]})  # SB seed 0 below untrained
+    curve = sbd.budget_curve([table, table], [SMOKE, replace(SMOKE, steps=40)])
+    assert list(curve.steps) == [20, 40] and list(curve.runs_passing_gate) == [5, 5]
+    assert list(curve.images_per_run) == [20 * SMOKE.batch_size, 40 * SMOKE.batch_size]
+
+
+def test_budget_summary_states_the_last_budget_and_the_price_of_deciding_it():
+    table = results_table({"mig": [0.33, 0.30, 0.36]}, {"mig": [0.30, 0.31, 0.31]})
+    curve = sbd.budget_curve([table], [SMOKE], [fake_runs(table)])
+    text = sbd.budget_summary(curve)
+    assert f"{20 * SMOKE.batch_size:,} images per run" in text and "6 of 6 runs" in text
+    assert "inconclusive (underpowered)" in text and "seed pairs" in text and "CPU-hours" in text
+    # every run failed its gate: no numbers to plan from, and the sentence says so
+    failed = results_table({"mig": [0.001] * 3}, {"mig": [0.001] * 3})
+    text = sbd.budget_summary(sbd.budget_curve([failed], [SMOKE]))
+    assert "0 of 6 runs" in text and "n/a" in text and "no effect and spread" in text

@@ -178,3 +178,39 @@ def test_a_resume_between_two_log_rows_logs_the_same_means(tmp_path, monkeypatch
     strip = lambda history: [{k: v for k, v in row.items() if k not in timing} for row in history]  # noqa: E731
     assert [row["step"] for row in resumed] == [4, 8, 12]
     assert strip(resumed) == strip(reference)
+
+
+def test_a_longer_run_continues_the_finished_shorter_one_bit_identically(tmp_path):
+    """A budget curve's runs: the 12-step run starts from the stored 8-step run's checkpoint (8 is a log step)
+    and ends with the weights and history of a 12-step run trained from step 0."""
+    store, scratch = tmp_path / "store", tmp_path / "scratch"
+    shorter, longer = tiny_config(steps=8), tiny_config(steps=12)
+    runs.get_or_train(shorter, store=store, device="cpu", progress=False)
+    continued = runs.get_or_train(longer, store=store, device="cpu", progress=False)
+    alone = runs.get_or_train(longer, store=scratch, device="cpu", progress=False)
+    assert continued["continued_from"] == 8 and alone["continued_from"] is None
+    assert torch.equal(params(continued["model"]), params(alone["model"]))
+    strip = lambda h: [{k: v for k, v in row.items() if k not in ("images_per_s", "data_fraction")} for row in h]
+    assert strip(continued["history"]) == strip(alone["history"])
+    assert runs.load_run(longer, store, device="cpu")["continued_from"] == 8
+    # the shorter run is untouched and still served as it was
+    assert runs.load_run(shorter, store, device="cpu")["config"].steps == 8
+
+
+@pytest.mark.parametrize("shorter, longer, prefix", [
+    (dict(steps=8), dict(steps=12), True),
+    (dict(steps=6), dict(steps=12), False),                      # 6 is not a log step of the longer run
+    (dict(steps=8, beta=2.0), dict(steps=12), False),            # another recipe
+    (dict(steps=12), dict(steps=8), False),                      # longer, not shorter
+    (dict(steps=8, snapshot_every=4), dict(steps=12, snapshot_every=4), False),  # snapshots would be missing
+    (dict(steps=8, seed=4), dict(steps=12), False),
+])
+def test_which_runs_are_prefixes(shorter, longer, prefix):
+    assert runs.is_prefix(tiny_config(**shorter), tiny_config(**longer)) is prefix
+
+
+def test_a_run_with_no_finished_prefix_trains_from_step_zero(tmp_path):
+    runs.get_or_train(tiny_config(steps=8, seed=4), store=tmp_path, device="cpu", progress=False)
+    result = runs.get_or_train(tiny_config(steps=12), store=tmp_path, device="cpu", progress=False)
+    assert result["continued_from"] is None
+    assert not (runs.run_dir(tiny_config(steps=12), tmp_path) / runs.EXTENDED).exists()

@@ -54,7 +54,9 @@ class SBDProfile:
     stated in what we could read). Smoke shrinks the discriminator; preview keeps its depth and learning
     rate at a width of 256, as the FactorVAE chapter's preview does: at batch 16 on a CPU the 6 × 1000
     discriminator costs more than the DeConv-VAE it regularises. ``rate_distortion`` is Fig. 4's sweep:
-    (number of βs, log-spaced over the paper's 0.4–5.4, and replicas per β).
+    (number of βs, log-spaced over the paper's 0.4–5.4, and replicas per β). ``budget_steps`` are the
+    training lengths of Fig. 2's budget curve (:func:`budget_curve`), on its first ``budget_seeds`` seeds;
+    each longer run continues the shorter one's checkpoint (:func:`dvae_core.runs.is_prefix`).
     """
 
     resolution: int
@@ -68,6 +70,8 @@ class SBDProfile:
     sb_padding: str
     fig3_factor_vae: FactorVAEConfig
     rate_distortion: tuple[int, int]
+    budget_steps: tuple[int, ...] = ()
+    budget_seeds: int = 3
     lr: float = 3e-4
     mig_samples: int = 10_000
     eval_samples: int = 2048
@@ -78,11 +82,12 @@ PROFILES = {
     "smoke": SBDProfile(resolution=32, steps=20, batch_size=16, seeds=(0, 1), encoder_channels=8,
                          decoder_channels=8, hidden=32, sb_layers=2, sb_padding="same",
                          fig3_factor_vae=FactorVAEConfig(gamma=30.0, disc_hidden=32, disc_layers=2),
-                         rate_distortion=(2, 1),
+                         rate_distortion=(2, 1), budget_steps=(20, 40), budget_seeds=2,
                          mig_samples=512, eval_samples=128, checkpoint_every=10),
     "preview": SBDProfile(resolution=32, steps=1500, batch_size=16, seeds=(0, 1, 2, 3, 4, 5), encoder_channels=32,
                            decoder_channels=32, hidden=256, sb_layers=3, sb_padding="same",
-                           fig3_factor_vae=FactorVAEConfig(gamma=30.0, disc_hidden=256), rate_distortion=(2, 2)),
+                           fig3_factor_vae=FactorVAEConfig(gamma=30.0, disc_hidden=256), rate_distortion=(2, 2),
+                           budget_steps=(1500, 4500, 13500)),
     "paper": SBDProfile(resolution=64, steps=1_500_000, batch_size=16, seeds=tuple(range(10)),
                          encoder_channels=64, decoder_channels=64, hidden=256, sb_layers=4, sb_padding="valid",
                          fig3_factor_vae=FactorVAEConfig(gamma=30.0), rate_distortion=(11, 10),
@@ -322,6 +327,113 @@ def comparison_claims(table: pd.DataFrame, prefix: str, setting: str, figure: st
 
 def fig2_claims(table: pd.DataFrame, *, p: SBDProfile, runs: list[dict] | None) -> list[Claim]:
     return comparison_claims(table, "sbd-fig2", "VAE on colored sprites", "Fig. 2", p=p, runs=runs)
+
+
+# --------------------------------------------------------------------------- Fig. 2's budget curve
+def budget_profiles(p: SBDProfile) -> list[SBDProfile]:
+    """Fig. 2's settings at each of ``p.budget_steps``, on its first ``p.budget_seeds`` seeds."""
+    return [replace(p, steps=steps, seeds=p.seeds[:p.budget_seeds]) for steps in p.budget_steps]
+
+
+def budget_point(table: pd.DataFrame, p: SBDProfile, runs: list[dict] | None = None) -> dict:
+    """One budget of the curve: the MIG and reconstruction claims' rule (:func:`decoder_claim`'s, on this
+    budget's runs) and what deciding it would take. ``pairs_to_decide`` is the pairs the rule has if it
+    decided, else its power plan's (None where the runs give no effect or spread to plan from), and
+    ``cpu_hours``/``gpu_minutes`` what that many pairs cost at this budget from scratch."""
+    gates = table_gates(table)
+    point = {"steps": p.steps, "images_per_run": p.steps * p.batch_size,
+             "paper_ratio": budget(p)["ratio"], "runs": len(table),
+             "runs_passing_gate": sum(g.passed for g in gates),
+             "collapsed": sum(g.collapsed for g in gates if not g.passed)}
+    sb, deconv = decoder_arms(table)
+    cost = replicate_cost(runs, len(sb))
+    for column, higher in (("mig", True), ("recon_nll", False)):
+        outcome = rules.paired(sb[column].to_numpy(float), deconv[column].to_numpy(float), higher_is_better=higher,
+                               min_effect=MIN_EFFECTS[column], gates_a=table_gates(sb),
+                               gates_b=table_gates(deconv), cost=cost, unit=UNITS.get(column, ""))
+        needed = outcome.test.get("n") if outcome.verdict != "inconclusive" else (outcome.power or {}).get("needed")
+        point.update({f"{column}_sb": float(sb[column].median()), f"{column}_deconv": float(deconv[column].median()),
+                      f"{column}_effect": outcome.test.get("mean_effect"),
+                      f"{column}_sd": outcome.test.get("sd"), f"{column}_p": outcome.test.get("p_claim"),
+                      f"{column}_verdict": outcome.verdict + (f" ({outcome.reason})" if outcome.reason else ""),
+                      f"{column}_pairs_to_decide": needed,
+                      f"{column}_cpu_hours": float(f"{needed * cost.cpu_seconds / 3600:.3g}")
+                      if needed and cost else None,
+                      f"{column}_gpu_minutes": float(f"{needed * cost.gpu_seconds / 60:.3g}")
+                      if needed and cost else None})
+    return point
+
+
+def budget_curve(tables: list[pd.DataFrame], profiles: list[SBDProfile],
+                 runs: list[list[dict]] | None = None) -> pd.DataFrame:
+    """:func:`budget_point` at every budget, one row each, in the order given."""
+    runs = runs or [None] * len(tables)
+    return pd.DataFrame([budget_point(t, bp, r) for t, bp, r in zip(tables, profiles, runs)])
+
+
+COLUMN_NAMES = {"mig": "MIG", "recon_nll": "reconstruction NLL"}
+
+
+def budget_summary(curve: pd.DataFrame, column: str = "mig") -> str:
+    """What the curve's largest budget says about ``column``'s claim, in two sentences, from its numbers."""
+    last = curve.iloc[-1]
+
+    def number(key: str, spec: str) -> str:
+        value = last.get(key)
+        return format(value, spec) if value is not None and pd.notna(value) else "n/a"
+
+    text = (f"At {last.images_per_run:,} images per run ({last.paper_ratio:.2g} × the paper's), "
+            f"{last.runs_passing_gate} of {last.runs} runs pass their learning gate; the "
+            f"{COLUMN_NAMES.get(column, column)} effect is "
+            f"{number(f'{column}_effect', '+.3g')} (sd {number(f'{column}_sd', '.3g')}), "
+            f"{last[f'{column}_verdict']}.")
+    pairs, hours = last.get(f"{column}_pairs_to_decide"), last.get(f"{column}_cpu_hours")
+    if pairs is None or pd.isna(pairs):
+        return text + " These runs give no effect and spread to plan the pairs that would decide it from."
+    text += f" Deciding it at this budget would take ≈ {pairs:.0f} seed pairs"
+    if hours is not None and pd.notna(hours):
+        text += (f": ≈ {hours:g} CPU-hours on this machine from scratch, or ≈ "
+                 f"{last[f'{column}_gpu_minutes']:g} GPU-minutes (estimated)")
+    return text + "."
+
+
+def plot_budget_curve(tables: list[pd.DataFrame], profiles: list[SBDProfile], axes=None):
+    """MIG and reconstruction NLL of every run (points) and each decoder's median (line) against the training
+    images per run, and the per-seed MIG difference SB − DeConv with the rule's minimal effect; runs that
+    fail their learning gate are hollow."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(11.5, 3.5))
+    colours = {"deconv": "C0", "sb": "C1"}
+    frame = pd.concat([t.assign(images=bp.steps * bp.batch_size, passed=[g.passed for g in table_gates(t)])
+                       for t, bp in zip(tables, profiles)], ignore_index=True)
+    for ax, column, label in ((axes[0], "mig", "MIG"), (axes[1], "recon_nll", "reconstruction NLL (nats/image)")):
+        for decoder, rows in frame.groupby("decoder"):
+            median = rows.groupby("images")[column].median()
+            ax.plot(median.index, median.values, "-", color=colours[decoder], label=DECODER_NAMES[decoder])
+            for passed, marker_face in ((True, colours[decoder]), (False, "none")):
+                sel = rows[rows.passed == passed]
+                ax.scatter(sel.images, sel[column], s=22, facecolors=marker_face, edgecolors=colours[decoder])
+        ax.set_xscale("log")
+        ax.set_xlabel("training images per run")
+        ax.set_ylabel(label)
+    axes[0].plot(frame.groupby("images").untrained_mig.median(), ":", color="0.4", label="untrained (median)")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("Disentanglement")
+    axes[1].set_title("Reconstruction")
+    pairs = frame.pivot_table(index=["images", "seed"], columns="decoder", values="mig").reset_index()
+    for seed, rows in pairs.groupby("seed"):
+        axes[2].plot(rows.images, rows.sb - rows.deconv, "o-", color="0.5", alpha=0.7, ms=4)
+    axes[2].axhline(0, color="k", lw=0.8)
+    axes[2].axhline(MIN_EFFECTS["mig"], color="C3", ls="--", lw=1, label=f"minimal effect {MIN_EFFECTS['mig']:g}")
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("training images per run")
+    axes[2].set_ylabel("MIG, SB − DeConv")
+    axes[2].set_title("Per-seed difference")
+    axes[2].legend(fontsize=8)
+    axes[0].figure.tight_layout()
+    return axes
 
 
 def comparison_profile(name: str, num_seeds: int | None = None, seed_offset: int = 0) -> SBDProfile:
