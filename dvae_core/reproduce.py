@@ -398,6 +398,20 @@ def aggregate(profile: str, timings: dict[str, float]) -> dict:
     return scorecard
 
 
+def expected_duration(profile: str, names: list[str], timings: dict[str, float]) -> str:
+    """One line saying how long ``names`` should take under ``profile``: the sum of their last recorded times
+    (``results/<profile>/timings.json``), and which have none."""
+    known = [n for n in names if n in timings]
+    unknown = [n for n in names if n not in timings]
+    text = f"[{profile}] {len(names)} notebook(s)"
+    if known:
+        text += (f": expected ≈ {sum(timings[n] for n in known) / 60:.0f} min from their last recorded times "
+                 f"(results/{profile}/timings.json; less where the run store already holds their runs)")
+    if unknown:
+        text += f"; no recorded time for {', '.join(unknown)}"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dvae_core.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", required=True, help=f"one of {', '.join(PROFILES)}")
@@ -422,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     timings_path = RESULTS_DIR / profile / "timings.json"
     measured: dict[str, float] = {}
     failed = []
+    print(expected_duration(profile, [n.stem for n in notebooks],
+                            read_json(timings_path) if timings_path.exists() else {}), file=sys.stderr, flush=True)
     for notebook in notebooks:
         print(f"[{profile}] {notebook.stem} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()

@@ -165,3 +165,9 @@ def test_scorecard_cells_show_per_model_numbers_and_leave_out_lists():
     cell = _compact({"AE": {"N": 88.3216, "GMM": 30.1}, "limit": 62.12, "per_seed": [1, 2, 3]})
     assert cell == "AE: N 88.3, GMM 30.1; limit 62.1"
     assert _compact({"sb": [0.1, 0.2], "p_value": 0.0325}) == "p_value 0.0325"
+
+
+def test_expected_duration_sums_the_recorded_times_and_names_the_unmeasured():
+    line = reproduce.expected_duration("preview", ["a", "b", "c"], {"a": 600.0, "b": 1200.0})
+    assert line.startswith("[preview] 3 notebook(s): expected ≈ 30 min") and "no recorded time for c" in line
+    assert "expected" not in reproduce.expected_duration("paper", ["a"], {})
