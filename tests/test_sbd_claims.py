@@ -593,3 +593,12 @@ def test_budget_summary_states_the_last_budget_and_the_price_of_deciding_it():
     failed = results_table({"mig": [0.001] * 3}, {"mig": [0.001] * 3})
     text = sbd.budget_summary(sbd.budget_curve([failed], [SMOKE]))
     assert "0 of 6 runs" in text and "n/a" in text and "no effect and spread" in text
+
+
+def test_budget_summary_says_when_the_effect_changes_sign_with_training():
+    early = results_table({"recon_nll": [100.0, 101.0, 99.0]}, {"recon_nll": [103.0, 104.0, 103.5]})
+    late = results_table({"recon_nll": [90.0, 91.0, 89.0]}, {"recon_nll": [85.0, 86.0, 84.0]})
+    curve = sbd.budget_curve([early, late], [SMOKE, replace(SMOKE, steps=40)])
+    text = sbd.budget_summary(curve, "recon_nll")
+    assert "sign changes with training" in text and "(towards not reproduced)" in text
+    assert "sign changes" not in sbd.budget_summary(sbd.budget_curve([early, early], [SMOKE, SMOKE]), "recon_nll")

@@ -360,6 +360,8 @@ def budget_point(table: pd.DataFrame, p: SBDProfile, runs: list[dict] | None = N
                       f"{column}_sd": outcome.test.get("sd"), f"{column}_p": outcome.test.get("p_claim"),
                       f"{column}_verdict": outcome.verdict + (f" ({outcome.reason})" if outcome.reason else ""),
                       f"{column}_pairs_to_decide": needed,
+                      f"{column}_towards": (outcome.verdict if outcome.verdict != "inconclusive"
+                                            else (outcome.power or {}).get("towards")),
                       f"{column}_cpu_hours": float(f"{needed * cost.cpu_seconds / 3600:.3g}")
                       if needed and cost else None,
                       f"{column}_gpu_minutes": float(f"{needed * cost.gpu_seconds / 60:.3g}")
@@ -390,10 +392,20 @@ def budget_summary(curve: pd.DataFrame, column: str = "mig") -> str:
             f"{COLUMN_NAMES.get(column, column)} effect is "
             f"{number(f'{column}_effect', '+.3g')} (sd {number(f'{column}_sd', '.3g')}), "
             f"{last[f'{column}_verdict']}.")
+    first_effect, last_effect = curve.iloc[0].get(f"{column}_effect"), last.get(f"{column}_effect")
+    if (len(curve) > 1 and all(v is not None and pd.notna(v) for v in (first_effect, last_effect))
+            and np.sign(first_effect) * np.sign(last_effect) < 0):
+        first = curve.iloc[0]
+        text += (f" Its sign changes with training: {first_effect:+.3g} at {first.images_per_run:,} images per run, "
+                 f"{last_effect:+.3g} at {last.images_per_run:,} (positive favours SB), so a verdict at the "
+                 f"shorter budget describes that budget, not the decoders.")
     pairs, hours = last.get(f"{column}_pairs_to_decide"), last.get(f"{column}_cpu_hours")
     if pairs is None or pd.isna(pairs):
         return text + " These runs give no effect and spread to plan the pairs that would decide it from."
+    towards = last.get(f"{column}_towards")
     text += f" Deciding it at this budget would take ≈ {pairs:.0f} seed pairs"
+    if towards is not None and pd.notna(towards) and last[f"{column}_verdict"].startswith("inconclusive"):
+        text += f" (towards {towards})"
     if hours is not None and pd.notna(hours):
         text += (f": ≈ {hours:g} CPU-hours on this machine from scratch, or ≈ "
                  f"{last[f'{column}_gpu_minutes']:g} GPU-minutes (estimated)")
