@@ -95,8 +95,8 @@ def is_prefix(shorter: TrainConfig, longer: TrainConfig) -> bool:
 
 
 def longest_prefix(config: TrainConfig, store: Path | None = None) -> tuple[Path, int] | None:
-    """The finished run in the store that is the longest prefix of ``config`` (:func:`is_prefix`), as
-    (its checkpoint, its steps); None if there is none."""
+    """The run in the store that is the longest prefix of ``config`` (:func:`is_prefix`) and has a
+    checkpoint, as (that checkpoint, the prefix's steps); None if there is none."""
     store = Path(store) if store is not None else default_store()
     best = None
     for recipe in store.glob("*/config.json"):
@@ -111,21 +111,20 @@ def longest_prefix(config: TrainConfig, store: Path | None = None) -> tuple[Path
     return best
 
 
-def _continue_prefix(config: TrainConfig, directory: Path, store: Path | None) -> int | None:
-    """Copy the longest finished prefix's training state into ``directory`` as ``config``'s checkpoint
-    (relabelled with ``config``'s recipe), so that :func:`~dvae_core.train.train` resumes it; returns the
-    step it continues from, None if there is no finished prefix."""
+def _continue_prefix(config: TrainConfig, directory: Path, store: Path | None) -> None:
+    """If the longest prefix (:func:`longest_prefix`) has finished, copy its training state into ``directory``
+    as ``config``'s checkpoint (relabelled with ``config``'s recipe), so that :func:`~dvae_core.train.train`
+    resumes it, and record it in ``extended.json`` (:func:`continued_from`)."""
     found = longest_prefix(config, store)
     if found is None:
-        return None
-    checkpoint, _ = found
+        return
+    checkpoint, steps = found
     state = load_checkpoint(checkpoint)
-    if state["step"] != TrainConfig.from_dict(state["config"]).steps:
-        return None  # not finished after all (a stale recipe beside a partial checkpoint)
+    if state["step"] != steps:
+        return  # the prefix is still training (or was killed): start from step 0
     state["config"] = config.to_dict()
     atomic_write_text(directory / EXTENDED, json.dumps({"from": checkpoint.parent.name, "step": state["step"]}))
     atomic_torch_save(state, directory / CHECKPOINT)
-    return int(state["step"])
 
 
 @contextlib.contextmanager

@@ -2,8 +2,8 @@
 
 Retrains Fig. 2's preview runs in one process at ``--threads`` torch threads (the committed book trains
 them in two worker processes of one thread each) into a scratch run store, scores them with the
-notebook's own functions and prints, per claim, the committed verdict and number beside this run's, and
-per run the largest difference in MIG and NLL. Writes the comparison as JSON to ``--out``.
+notebook's own functions and prints, per claim, the committed verdict, effect and p beside this run's, and
+per run the committed MIG and NLL beside this run's. Writes the comparison as JSON to ``--out``.
 
     .venv/bin/python scripts/thread_check.py --seed 1000 --threads 2 --store /tmp/thread_store --out X.json
 """

@@ -297,14 +297,22 @@ def decoder_claim(table: pd.DataFrame, column: str, higher_is_better: bool, clai
     seed's initialisation and data), minimal effect ``MIN_EFFECTS[column]`` unless given. A seed pair counts
     only if both runs pass :func:`run_gate`; ``runs`` (the comparison's runs) price one more pair."""
     sb, deconv = decoder_arms(table)
-    min_effect = MIN_EFFECTS[column] if min_effect is None else min_effect
     gates_sb, gates_deconv = table_gates(sb), table_gates(deconv)
-    outcome = rules.paired(sb[column].to_numpy(float), deconv[column].to_numpy(float),
-                           higher_is_better=higher_is_better, min_effect=min_effect, gates_a=gates_sb,
-                           gates_b=gates_deconv, cost=replicate_cost(runs, len(sb)), unit=UNITS.get(column, ""))
+    outcome = decoder_outcome(sb, deconv, gates_sb, gates_deconv, column, higher_is_better,
+                              replicate_cost(runs, len(sb)), min_effect)
     return Claim.decided(outcome, id=claim_id, paper=PAPER, claim=claim, metric=metric, paper_value=paper_value,
                          ours=_arms_ours(sb, deconv, column, digits), budget=budget(p),
                          seeds=[int(s) for s in sb.index], gate=gate_summary(gates_sb + gates_deconv))
+
+
+def decoder_outcome(sb: pd.DataFrame, deconv: pd.DataFrame, gates_sb: list[rules.Gate],
+                    gates_deconv: list[rules.Gate], column: str, higher_is_better: bool,
+                    cost: rules.Cost | None, min_effect: float | None = None) -> rules.Outcome:
+    """The rule of :func:`decoder_claim` on arms from :func:`decoder_arms` and their gates."""
+    min_effect = MIN_EFFECTS[column] if min_effect is None else min_effect
+    return rules.paired(sb[column].to_numpy(float), deconv[column].to_numpy(float),
+                        higher_is_better=higher_is_better, min_effect=min_effect, gates_a=gates_sb,
+                        gates_b=gates_deconv, cost=cost, unit=UNITS.get(column, ""))
 
 
 def _arms_ours(sb: pd.DataFrame, deconv: pd.DataFrame, column: str, digits: int) -> dict:
@@ -343,17 +351,16 @@ def budget_point(table: pd.DataFrame, p: SBDProfile, runs: list[dict] | None = N
     budget's runs) and what deciding it would take. ``pairs_to_decide`` is the pairs the rule has if it
     decided, else its power plan's (None where the runs give no effect or spread to plan from), and
     ``cpu_hours``/``gpu_minutes`` what that many pairs cost at this budget from scratch."""
-    gates = table_gates(table)
+    sb, deconv = decoder_arms(table)
+    gates_sb, gates_deconv = table_gates(sb), table_gates(deconv)
+    gates = gates_sb + gates_deconv
     point = {"steps": p.steps, "images_per_run": p.steps * p.batch_size,
              "paper_ratio": budget(p)["ratio"], "runs": len(table),
              "runs_passing_gate": sum(g.passed for g in gates),
              "collapsed": sum(g.collapsed for g in gates if not g.passed)}
-    sb, deconv = decoder_arms(table)
     cost = replicate_cost(runs, len(sb))
-    for column, higher in (("mig", True), ("recon_nll", False)):
-        outcome = rules.paired(sb[column].to_numpy(float), deconv[column].to_numpy(float), higher_is_better=higher,
-                               min_effect=MIN_EFFECTS[column], gates_a=table_gates(sb),
-                               gates_b=table_gates(deconv), cost=cost, unit=UNITS.get(column, ""))
+    for column in ("mig", "recon_nll"):
+        outcome = decoder_outcome(sb, deconv, gates_sb, gates_deconv, column, HIGHER_IS_BETTER[column], cost)
         needed = outcome.test.get("n") if outcome.verdict != "inconclusive" else (outcome.power or {}).get("needed")
         point.update({f"{column}_sb": float(sb[column].median()), f"{column}_deconv": float(deconv[column].median()),
                       f"{column}_effect": outcome.test.get("mean_effect"),
@@ -385,7 +392,7 @@ def budget_summary(curve: pd.DataFrame, column: str = "mig") -> str:
 
     def number(key: str, spec: str) -> str:
         value = last.get(key)
-        return format(value, spec) if value is not None and pd.notna(value) else "n/a"
+        return format(value, spec) if pd.notna(value) else "n/a"  # pd.notna(None) is False
 
     text = (f"At {last.images_per_run:,} images per run ({last.paper_ratio:.2g} × the paper's), "
             f"{last.runs_passing_gate} of {last.runs} runs pass their learning gate; the "
@@ -393,20 +400,20 @@ def budget_summary(curve: pd.DataFrame, column: str = "mig") -> str:
             f"{number(f'{column}_effect', '+.3g')} (sd {number(f'{column}_sd', '.3g')}), "
             f"{last[f'{column}_verdict']}.")
     first_effect, last_effect = curve.iloc[0].get(f"{column}_effect"), last.get(f"{column}_effect")
-    if (len(curve) > 1 and all(v is not None and pd.notna(v) for v in (first_effect, last_effect))
+    if (len(curve) > 1 and pd.notna(first_effect) and pd.notna(last_effect)
             and np.sign(first_effect) * np.sign(last_effect) < 0):
         first = curve.iloc[0]
         text += (f" Its sign changes with training: {first_effect:+.3g} at {first.images_per_run:,} images per run, "
                  f"{last_effect:+.3g} at {last.images_per_run:,} (positive favours SB), so a verdict at the "
                  f"shorter budget describes that budget, not the decoders.")
     pairs, hours = last.get(f"{column}_pairs_to_decide"), last.get(f"{column}_cpu_hours")
-    if pairs is None or pd.isna(pairs):
+    if pd.isna(pairs):
         return text + " These runs give no effect and spread to plan the pairs that would decide it from."
     towards = last.get(f"{column}_towards")
     text += f" Deciding it at this budget would take ≈ {pairs:.0f} seed pairs"
-    if towards is not None and pd.notna(towards) and last[f"{column}_verdict"].startswith("inconclusive"):
+    if pd.notna(towards) and last[f"{column}_verdict"].startswith("inconclusive"):
         text += f" (towards {towards})"
-    if hours is not None and pd.notna(hours):
+    if pd.notna(hours):
         text += (f": ≈ {hours:g} CPU-hours on this machine from scratch, or ≈ "
                  f"{last[f'{column}_gpu_minutes']:g} GPU-minutes (estimated)")
     return text + "."
