@@ -61,7 +61,9 @@ class TrainConfig:
     snapshot_every: int | None = None           # set: keep the model's weights every this many steps
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        d["model"] = {k: v for k, v in d["model"].items() if v is not None}  # optional model fields, likewise
+        return d
 
     def canonical(self) -> str:
         """The recipe as sorted JSON (tuples as lists): what run hashes and checkpoint checks compare."""
@@ -316,6 +318,8 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
         x, _ = dataset.sample(config.batch_size, rng)
         x = x.to(dev, non_blocking=True)
         data_seconds += time.perf_counter() - t0
+        if hasattr(model, "set_step"):  # a schedule inside the loss (FactorVAE's γ warm-up)
+            model.set_step(step)
         terms = model.loss(x, beta=config.beta)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()

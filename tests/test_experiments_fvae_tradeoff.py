@@ -47,7 +47,7 @@ def test_sweep_has_every_setting_and_seed_with_distinct_hashes():
 def test_every_profile_sweeps_3d_shapes_on_its_own_grid():
     preview = ft.profile("preview", seed_offset=3)
     shapes = ft.for_dataset(preview, "shapes3d")
-    assert "shapes3d" in preview.datasets and shapes.seeds == (3, 4) and shapes.steps < preview.steps
+    assert "shapes3d" in preview.datasets and shapes.seeds == tuple(range(3, 10)) and shapes.steps < preview.steps
     assert ft.for_dataset(preview, "dsprites") == preview
     configs = ft.tradeoff_configs(shapes, "shapes3d")
     assert len(configs) == (len(shapes.betas) + len(shapes.gammas)) * len(shapes.seeds)
@@ -361,3 +361,13 @@ def test_evaluate_run_and_snapshots_carry_the_gates_numbers():
     assert frame.factor_score.iloc[0] == frame.factor_score.iloc[1]  # step 0 is the run's own initialisation
     gates = ft.trajectory_gates(frame)
     assert len(gates) == 1 and gates.gate.iloc[0] != "passed"
+
+
+def test_the_preview_warms_gamma_up_over_a_third_of_each_datasets_steps():
+    preview = ft.profile("preview")
+    for dataset in preview.datasets:
+        grid = ft.for_dataset(preview, dataset)
+        fvae = [c for c in ft.tradeoff_configs(grid, dataset) if ft.is_factor_vae(c)]
+        assert fvae and {c.model.gamma_warmup for c in fvae} == {round(grid.steps / 3)}
+    paper = ft.profile("paper")
+    assert all(c.model.gamma_warmup is None for c in ft.tradeoff_configs(paper) if ft.is_factor_vae(c))

@@ -232,3 +232,44 @@ def test_factor_vae_resume_matches_uninterrupted_run(tmp_path):
     assert torch.equal(params(full["model"]), params(resumed["model"]))  # discriminator included
     assert load_checkpoint(interrupted / CHECKPOINT)["step"] == 12
     assert [r["tc"] for r in resumed["history"]][-1] == [r["tc"] for r in full["history"]][-1]
+
+
+def test_gamma_warmup_rises_linearly_to_gamma_then_stays():
+    config = VAEConfig(decoder="deconv", latent_dim=4, in_channels=1, resolution=32, encoder_channels=4,
+                       decoder_channels=4, hidden=16)
+    model = FactorVAE(config, FactorVAEConfig(gamma=8.0, disc_hidden=16, disc_layers=2, gamma_warmup=4))
+    seen = []
+    for steps_done in (0, 1, 2, 4, 9):
+        model.set_step(steps_done)
+        seen.append(model.gamma)
+    assert seen == [0.0, 2.0, 4.0, 8.0, 8.0]
+    model.set_step(0)
+    x = dsprites_batch()
+    torch.manual_seed(5)
+    terms = model.loss(x)
+    torch.testing.assert_close(terms["loss"], terms["recon"] + terms["kl"])  # γ·TC is off at step 0
+    assert tiny_factor_vae(gamma=7.0).gamma == 7.0  # no warm-up: the paper's constant γ
+
+
+def test_gamma_warmup_is_left_out_of_the_recipe_unless_set():
+    """An optional model field set to None leaves the recipe, so adding it renames no stored run."""
+    plain = factor_config()
+    assert "gamma_warmup" not in plain.to_dict()["model"]
+    warmed = factor_config(factor=FactorVAEConfig(gamma=5.0, disc_hidden=16, disc_layers=2, disc_lr=1e-3,
+                                                  gamma_warmup=6))
+    assert warmed.to_dict()["model"]["gamma_warmup"] == 6
+    assert type(warmed).from_dict(warmed.to_dict()) == warmed
+
+
+def test_gamma_warmup_run_resumes_like_an_uninterrupted_one(tmp_path):
+    factor = FactorVAEConfig(gamma=5.0, disc_hidden=16, disc_layers=2, disc_lr=1e-3, gamma_warmup=8)
+    full = train(factor_config(factor=factor), tmp_path / "full", device="cpu", progress=False)
+    interrupted = tmp_path / "interrupted"
+    train(factor_config(factor=factor, steps=5), interrupted, device="cpu", progress=False)
+    state = torch.load(interrupted / CHECKPOINT, weights_only=True)
+    state["config"] = factor_config(factor=factor).to_dict()
+    torch.save(state, interrupted / CHECKPOINT)
+    resumed = train(factor_config(factor=factor), interrupted, device="cpu", progress=False)
+    assert torch.equal(params(full["model"]), params(resumed["model"]))
+    no_warmup = train(factor_config(), tmp_path / "plain", device="cpu", progress=False)
+    assert not torch.equal(params(full["model"]), params(no_warmup["model"]))  # the warm-up reached the loss

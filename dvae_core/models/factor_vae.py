@@ -30,13 +30,20 @@ from dvae_core.models.vae import VAE, VAEConfig, gaussian_kl
 
 @dataclass(frozen=True)
 class FactorVAEConfig:
-    """The TC term: its weight γ and the discriminator that estimates it."""
+    """The TC term: its weight γ and the discriminator that estimates it.
+
+    ``gamma_warmup``: γ rises linearly from 0 over this many first steps (None: the paper's constant γ).
+    A departure from Kim & Mnih, for short high-learning-rate runs: at the start the discriminator is
+    untrained, and a full-weight γ·TC gradient from it can drive the encoder to the prior (every code
+    equal, nothing left to tell apart) before the reconstruction term takes hold.
+    """
 
     gamma: float = 10.0
     disc_hidden: int = 1000
     disc_layers: int = 6
     disc_lr: float = 1e-4
     disc_betas: tuple[float, float] = (0.5, 0.9)
+    gamma_warmup: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,19 @@ class FactorVAE(VAE):
         self.factor = factor
         self.discriminator = Discriminator(config.latent_dim, factor.disc_hidden, factor.disc_layers)
         self._codes: torch.Tensor | None = None
+        self._steps_done = 0
+
+    def set_step(self, steps_done: int) -> None:
+        """The training loop says how many steps are done before each step (γ's warm-up reads it)."""
+        self._steps_done = steps_done
+
+    @property
+    def gamma(self) -> float:
+        """γ at the current step: the configured γ, scaled down linearly during ``gamma_warmup``."""
+        warmup = self.factor.gamma_warmup
+        if not warmup:
+            return self.factor.gamma
+        return self.factor.gamma * min(1.0, self._steps_done / warmup)
 
     def vae_parameters(self):
         return [p for name, p in self.named_parameters() if not name.startswith("discriminator.")]
@@ -116,7 +136,7 @@ class FactorVAE(VAE):
         kl = gaussian_kl(mean, logvar).sum(1).mean()
         tc = self.discriminator.log_density_ratio(z).mean()
         self._codes = z.detach()
-        return {"loss": recon + beta * kl + self.factor.gamma * tc, "recon": recon, "kl": kl, "tc": tc}
+        return {"loss": recon + beta * kl + self.gamma * tc, "recon": recon, "kl": kl, "tc": tc}
 
     def auxiliary_step(self, x: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
         """Train D: codes of the last VAE batch are "real" (class 0), permuted codes of ``x`` class 1."""
