@@ -245,13 +245,39 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
-def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
-    for name, value in terms.items():
-        if not torch.isfinite(value).all():
-            raise NonFiniteLossError(
-                f"step {step}: loss term '{name}' is {value.item()}; lower the learning rate, or check "
-                f"the data are in [0, 1] (a resumed run restarts from the last finite checkpoint)"
-            )
+class FiniteGuard:
+    """Watches every loss term for NaN/inf without a host–device sync per step.
+
+    :meth:`watch` records, on the training device, the first step at which any term was not finite and
+    every term's value at that step; :meth:`check` reads that record (one sync) and raises naming the step
+    and term. The loop checks at every log row and before every checkpoint or snapshot, so weights that a
+    non-finite step has touched are never saved: a resumed run restarts from the last finite checkpoint.
+    """
+
+    def __init__(self):
+        self.names: list[str] | None = None
+        self.first_bad_step: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def watch(self, terms: dict[str, torch.Tensor], step: int) -> None:
+        values = torch.stack([v.detach().reshape(()).to(torch.float64) for v in terms.values()])
+        if self.names is None or self.names != list(terms):
+            self.check()  # a new set of terms (never mid-run in practice): settle the old record first
+            self.names = list(terms)
+            self.first_bad_step = torch.zeros((), dtype=torch.int64, device=values.device)
+            self.values = torch.zeros_like(values)
+        first = (self.first_bad_step == 0) & ~torch.isfinite(values).all()
+        self.first_bad_step = torch.where(first, torch.full_like(self.first_bad_step, step), self.first_bad_step)
+        self.values = torch.where(first, values, self.values)
+
+    def check(self) -> None:
+        if self.first_bad_step is None or not int(self.first_bad_step):
+            return
+        values = self.values.tolist()
+        name, value = next((n, v) for n, v in zip(self.names, values) if not math.isfinite(v))
+        raise NonFiniteLossError(
+            f"step {int(self.first_bad_step)}: loss term '{name}' is {value}; lower the learning rate, or check "
+            f"the data are in [0, 1] (a resumed run restarts from the last finite checkpoint)")
 
 
 def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progress: bool | None = None,
@@ -300,11 +326,17 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
         except (KeyError, TypeError, ValueError, RuntimeError) as err:  # torch's messages here name no file
             raise RuntimeError(f"{ckpt_path} holds a damaged training state ({short_cause(err)}): {fix}") from None
 
+    guard = FiniteGuard()
+
+    def window_sums() -> dict[str, float]:
+        return {k: float(v) for k, v in sums.items()}
+
     def save() -> None:
+        guard.check()
         atomic_torch_save({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "config": config.to_dict(), "history": json.dumps(history),
-            "log_window": json.dumps({"sums": sums, "steps": window_steps}),
+            "log_window": json.dumps({"sums": window_sums(), "steps": window_steps}),
             "data_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
             **({"auxiliary_optimizer": auxiliary.state_dict()} if auxiliary is not None else {}),
         }, ckpt_path)
@@ -320,25 +352,29 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
         data_seconds += time.perf_counter() - t0
         if hasattr(model, "set_step"):  # a schedule inside the loss (FactorVAE's γ warm-up)
             model.set_step(step)
-        terms = model.loss(x, beta=config.beta)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        step += 1
-        _check_finite(terms, step)
-        optimizer.step()
-        if auxiliary is not None:  # Kim & Mnih's Algorithm 2: a second batch trains the discriminator
-            x2, _ = dataset.sample(config.batch_size, rng)
-            aux_terms = model.auxiliary_step(x2.to(dev, non_blocking=True), auxiliary)
-            _check_finite(aux_terms, step)
-            terms.update(aux_terms)
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value.item()
+        try:
+            terms = model.loss(x, beta=config.beta)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            step += 1
+            optimizer.step()
+            if auxiliary is not None:  # Kim & Mnih's Algorithm 2: a second batch trains the discriminator
+                x2, _ = dataset.sample(config.batch_size, rng)
+                terms.update(model.auxiliary_step(x2.to(dev, non_blocking=True), auxiliary))
+        except Exception:  # an error a NaN caused a few steps after it arose: name the NaN
+            guard.check()
+            raise
+        guard.watch(terms, step)
+        for name, value in terms.items():  # summed on the device in float64: read only at log rows
+            value = value.detach().to(torch.float64)
+            sums[name] = sums[name] + value if name in sums else value + 0.0
         window_steps += 1
         timed_steps += 1
         bar.update(1)
         if step % config.log_every == 0 or step == config.steps:
+            guard.check()
             elapsed = time.perf_counter() - window_start
-            row = {"step": step, **{k: v / window_steps for k, v in sums.items()},
+            row = {"step": step, **{k: v / window_steps for k, v in window_sums().items()},
                    "images_per_s": timed_steps * config.batch_size / elapsed,
                    "data_fraction": data_seconds / elapsed}
             history.append(row)
@@ -346,6 +382,7 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
             sums, window_steps = {}, 0
             window_start, data_seconds, timed_steps = time.perf_counter(), 0.0, 0
         if config.snapshot_every and step % config.snapshot_every == 0:
+            guard.check()
             snapshot_path(run_dir, step).parent.mkdir(exist_ok=True)
             atomic_torch_save(model.state_dict(), snapshot_path(run_dir, step))
         if step % config.checkpoint_every == 0 or step == config.steps:

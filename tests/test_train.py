@@ -214,3 +214,29 @@ def test_a_run_with_no_finished_prefix_trains_from_step_zero(tmp_path):
     result = runs.get_or_train(tiny_config(steps=12), store=tmp_path, device="cpu", progress=False)
     assert result["continued_from"] is None
     assert not (runs.run_dir(tiny_config(steps=12), tmp_path) / runs.EXTENDED).exists()
+
+
+def test_host_reads_scale_with_log_rows_not_steps(tmp_path, monkeypatch):
+    """Loss terms stay on the training device between log rows: on a GPU each read of a tensor's value is a
+    host–device sync, so reading every term every step (``.item()`` per term, as the loop once did) would
+    stall the device every step. Counted: reads made by dvae_core's own code (Adam's reads of its step
+    counters are of CPU tensors, no sync)."""
+    import sys
+
+    reads = {"n": 0}
+    for name in ("item", "__float__", "__int__", "__bool__", "tolist"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _real=real, **kwargs):
+            if "dvae_core" in sys._getframe(1).f_code.co_filename:
+                reads["n"] += 1
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def reads_for(steps: int) -> int:
+        reads["n"] = 0
+        config = tiny_config(steps=steps, log_every=steps // 3, checkpoint_every=steps)
+        train(config, tmp_path / str(steps), device="cpu", progress=False)
+        return reads["n"]
+
+    assert 0 < reads_for(12) == reads_for(24)  # the same 3 log rows and 1 checkpoint: the same reads
