@@ -347,8 +347,7 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     window_start, data_seconds, timed_steps = time.perf_counter(), 0.0, 0
     while step < config.steps:
         t0 = time.perf_counter()
-        x, _ = dataset.sample(config.batch_size, rng)
-        x = x.to(dev, non_blocking=True)
+        x, _ = dataset.sample(config.batch_size, rng, device=dev)  # drawn on the training device
         data_seconds += time.perf_counter() - t0
         if hasattr(model, "set_step"):  # a schedule inside the loss (FactorVAE's γ warm-up)
             model.set_step(step)
@@ -359,8 +358,8 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
             step += 1
             optimizer.step()
             if auxiliary is not None:  # Kim & Mnih's Algorithm 2: a second batch trains the discriminator
-                x2, _ = dataset.sample(config.batch_size, rng)
-                terms.update(model.auxiliary_step(x2.to(dev, non_blocking=True), auxiliary))
+                x2, _ = dataset.sample(config.batch_size, rng, device=dev)
+                terms.update(model.auxiliary_step(x2, auxiliary))
         except Exception:  # an error a NaN caused a few steps after it arose: name the NaN
             guard.check()
             raise

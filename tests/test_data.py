@@ -500,3 +500,38 @@ def test_registry_builds_procedural_datasets_and_names_the_known_ones():
         make_dataset("mnist")
     for known in ("dsprites", "colored_sprites", "dsprites_npz", "shapes3d_h5"):
         assert known in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches drawn on the training device
+
+
+@pytest.mark.parametrize("name,kwargs", [("dsprites", {}), ("colored_sprites", {}),
+                                         ("colored_sprites", {"scale_values": [0.2, 0.24, 0.28, 0.32, 0.36, 0.4]}),
+                                         ("colored_sprites", {"holdout": {"shape": (0, 1), "pos_x": (16, 32)}})])
+def test_a_batch_drawn_on_a_device_is_the_cpu_batch(name, kwargs):
+    """The factors come from the same numpy stream whatever the device, and on the CPU the device path is
+    the same computation bit for bit. On the "meta" device (shapes only, no data) every per-pixel tensor
+    must live on the device: one left on the CPU would raise when mixed with it."""
+    dataset = make_dataset(name, resolution=32, **kwargs)
+    plain, plain_factors = dataset.sample(64, np.random.default_rng(5))
+    on_cpu, cpu_factors = dataset.sample(64, np.random.default_rng(5), device="cpu")
+    assert torch.equal(plain, on_cpu) and np.array_equal(plain_factors, cpu_factors)
+    on_meta, meta_factors = dataset.sample(64, np.random.default_rng(5), device="meta")
+    assert on_meta.device.type == "meta" and on_meta.shape == plain.shape and on_meta.dtype == plain.dtype
+    assert np.array_equal(meta_factors, plain_factors)
+
+
+@pytest.mark.parametrize("binarize", [None, "static", "dynamic"])
+def test_an_image_set_is_copied_to_the_device_once_and_draws_the_same_batches(binarize):
+    from dvae_core.data.image_sets import ImageSet
+
+    pixels = np.random.default_rng(0).integers(0, 256, (50, 8, 8), dtype=np.uint8)
+    images = ImageSet(pixels, np.arange(50) % 10, "toy", binarize=binarize)
+    plain, labels = images.sample(16, np.random.default_rng(1))
+    on_cpu, cpu_labels = images.sample(16, np.random.default_rng(1), device="cpu")
+    assert torch.equal(plain, on_cpu) and np.array_equal(labels, cpu_labels)
+    assert images.on("cpu") is images.data
+    on_meta, _ = images.sample(16, np.random.default_rng(1), device="meta")
+    assert on_meta.device.type == "meta" and on_meta.shape == plain.shape
+    assert images.on("meta") is images.on("meta")  # kept on the device, not copied per batch

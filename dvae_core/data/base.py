@@ -41,10 +41,18 @@ class FactorDataset(ABC):
         """``n`` points drawn uniformly from the grid, int64 of shape (n, num_factors)."""
         return np.stack([rng.integers(0, size, n) for size in self.factor_sizes], axis=1).astype(np.int64)
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
-        """A uniform batch: ``(images, factors)``."""
+    def images_on(self, factors: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+        """:meth:`images` on ``device``. Datasets that can draw there (the procedural sprites) override this,
+        so that a GPU run never waits on a CPU renderer; the default draws on the CPU and copies."""
+        images = self.images(factors)
+        return images if device is None else images.to(device, non_blocking=True)
+
+    def sample(self, n: int, rng: np.random.Generator,
+               device: torch.device | str | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """A uniform batch: ``(images, factors)``, the images on ``device`` (None: where :meth:`images` makes
+        them). The factors are drawn from ``rng`` on the CPU either way, so the batches do not depend on it."""
         factors = self.sample_factors(n, rng)
-        return self.images(factors), factors
+        return self.images_on(factors, device), factors
 
     def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
         factors = self._check_factors(factors)

@@ -49,6 +49,9 @@ class HeldOutRegion(FactorDataset):
     def images(self, factors: np.ndarray) -> torch.Tensor:
         return self.base.images(factors)
 
+    def images_on(self, factors: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+        return self.base.images_on(factors, device)
+
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Uniform over the training region (rejection: redraw the rows that fell inside)."""
         factors = self.base.sample_factors(n, rng)

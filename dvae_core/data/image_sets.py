@@ -52,18 +52,33 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.data)
 
-    def images(self, index: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
-        """Rows ``index``; dynamic binarisation draws its bits from ``rng`` (a fixed stream if None)."""
-        batch = self.data[torch.as_tensor(np.asarray(index, dtype=np.int64))]
+    def on(self, device: torch.device | str | None) -> torch.Tensor:
+        """The whole split on ``device``, copied there once and kept (None or the CPU: :attr:`data` itself)."""
+        device = torch.device("cpu") if device is None else torch.device(device)
+        if device.type == "cpu":
+            return self.data
+        copies = self.__dict__.setdefault("_device_copies", {})
+        if device not in copies:
+            copies[device] = self.data.to(device)
+        return copies[device]
+
+    def images(self, index: np.ndarray, rng: np.random.Generator | None = None,
+               device: torch.device | str | None = None) -> torch.Tensor:
+        """Rows ``index``, on ``device`` (the split is kept there: :meth:`on`); dynamic binarisation draws its
+        bits from ``rng`` (a fixed stream if None), on the CPU so that every device sees the same bits."""
+        data = self.on(device)
+        batch = data[torch.as_tensor(np.asarray(index, dtype=np.int64)).to(data.device, non_blocking=True)]
         if self.binarize == "dynamic":
             rng = rng if rng is not None else np.random.default_rng(STATIC_BINARIZATION_SEED)
-            batch = (torch.from_numpy(rng.random(batch.shape, dtype=np.float32)) < batch).float()
+            bits = torch.from_numpy(rng.random(batch.shape, dtype=np.float32)).to(data.device, non_blocking=True)
+            batch = (bits < batch).float()
         return batch
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
-        """A uniform batch of ``n`` rows (with replacement): ``(images, labels)``."""
+    def sample(self, n: int, rng: np.random.Generator,
+               device: torch.device | str | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """A uniform batch of ``n`` rows (with replacement): ``(images, labels)``, the images on ``device``."""
         index = rng.integers(0, len(self), n)
-        return self.images(index, rng), self.labels[index]
+        return self.images(index, rng, device), self.labels[index]
 
     def __repr__(self) -> str:
         return f"ImageSet({self.name}: {len(self)} images {self.image_shape}, binarize={self.binarize})"

@@ -101,8 +101,14 @@ def render_sprites(
     centre_y: np.ndarray,
     resolution: int,
     supersampling: int = 1,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Coverage masks of a batch of sprites, float32 of shape (n, resolution, resolution) in [0, 1].
+
+    ``device``: where the masks are drawn (None: the CPU). The per-sprite coefficients are computed in
+    float64 on the CPU either way (a few numbers per sprite) and copied over; the per-pixel work runs on
+    ``device``. On the CPU the result is the same bit for bit; on a GPU a pixel centre that lies within
+    float32 rounding of a shape's edge can fall the other way (see ``tests/test_data.py``).
 
     ``shape`` holds indices into :data:`DSPRITES_SHAPES`; ``scale`` multiplies the reference box side
     :data:`SPRITE_EXTENT`; ``orientation`` is in radians (counter-clockwise on screen); the centres
@@ -114,7 +120,8 @@ def render_sprites(
     n = shape.shape[0]
     k = int(supersampling)
     fine = resolution * k
-    canvas = torch.zeros(n, resolution, resolution, dtype=torch.float32)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    canvas = torch.zeros(n, resolution, resolution, dtype=torch.float32, device=device)
     if n == 0:
         return canvas
 
@@ -146,17 +153,17 @@ def render_sprites(
     def affine(ax: np.ndarray, ay: np.ndarray, a0: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         col = torch.from_numpy((ax[:, None] * xs).astype(np.float32))[:, None, :]
         row = torch.from_numpy((ay[:, None] * ys + a0[:, None]).astype(np.float32))[:, :, None]
-        return col, row
+        return col.to(device, non_blocking=True), row.to(device, non_blocking=True)
 
     u_col, u_row = affine(ux, uy, u0)
     v_col, v_row = affine(vx, vy, v0)
 
-    masks = torch.empty(n, window, window, dtype=torch.bool)
+    masks = torch.empty(n, window, window, dtype=torch.bool, device=device)
     for shape_index, shape_name in enumerate(DSPRITES_SHAPES):
         members = np.flatnonzero(shape == shape_index)
         if members.size == 0:
             continue
-        sel = torch.from_numpy(members)
+        sel = torch.from_numpy(members).to(device, non_blocking=True)
         u = u_col[sel] + u_row[sel]
         v = v_col[sel] + v_row[sel]
         masks[sel] = _inside(shape_name, u, v)
@@ -166,9 +173,9 @@ def render_sprites(
         coverage = F.avg_pool2d(coverage[:, None], k)[:, 0]
     w = window // k
     # Scatter every window into its place on the canvas with one advanced-indexing write.
-    rows = torch.from_numpy(origin_y // k)[:, None] + torch.arange(w)[None, :]
-    cols = torch.from_numpy(origin_x // k)[:, None] + torch.arange(w)[None, :]
-    batch = torch.arange(n)[:, None, None]
+    rows = (torch.from_numpy(origin_y // k)[:, None] + torch.arange(w)[None, :]).to(device, non_blocking=True)
+    cols = (torch.from_numpy(origin_x // k)[:, None] + torch.arange(w)[None, :]).to(device, non_blocking=True)
+    batch = torch.arange(n, device=device)[:, None, None]
     canvas[batch, rows[:, :, None], cols[:, None, :]] = coverage
     return canvas
 
@@ -248,8 +255,9 @@ class DSprites(FactorDataset):
             DSPRITES_POSITIONS.copy(),
         )
 
-    def sprite_masks(self, factors: np.ndarray) -> torch.Tensor:
-        """Coverage (n, R, R) of the five dSprites factor classes in the first five columns."""
+    def sprite_masks(self, factors: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+        """Coverage (n, R, R) of the five dSprites factor classes in the first five columns, drawn on
+        ``device`` (:func:`render_sprites`)."""
         shape, scale, orientation, pos_x, pos_y = (factors[:, i] for i in range(5))
         span = 1.0 - 2.0 * POSITION_MARGIN
         return render_sprites(
@@ -260,11 +268,15 @@ class DSprites(FactorDataset):
             centre_y=POSITION_MARGIN + span * DSPRITES_POSITIONS[pos_y],
             resolution=self.resolution,
             supersampling=self.supersampling,
+            device=device,
         )
 
     def images(self, factors: np.ndarray) -> torch.Tensor:
+        return self.images_on(factors)
+
+    def images_on(self, factors: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
         factors = self._check_factors(factors)
-        return self.sprite_masks(factors)[:, None]
+        return self.sprite_masks(factors, device)[:, None]
 
 
 def hsv_to_rgb(hue: np.ndarray, saturation: np.ndarray, value: np.ndarray) -> np.ndarray:
@@ -330,7 +342,9 @@ class ColoredSprites(DSprites):
         hue, saturation, value = (self.factor_values[i][factors[:, i]] for i in (5, 6, 7))
         return hsv_to_rgb(hue, saturation, value)
 
-    def images(self, factors: np.ndarray) -> torch.Tensor:
+    def images_on(self, factors: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
         factors = self._check_factors(factors)
         rgb = torch.from_numpy(self.colors(factors).astype(np.float32))
-        return self.sprite_masks(factors)[:, None] * rgb[:, :, None, None]
+        if device is not None:
+            rgb = rgb.to(device, non_blocking=True)
+        return self.sprite_masks(factors, device)[:, None] * rgb[:, :, None, None]
