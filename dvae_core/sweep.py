@@ -68,6 +68,16 @@ workers should be started with one thread each, since every task is a whole trai
     results = run_sweep(configs, executor=client.get_executor(), device="cuda")
 
 The same works on one machine with ``Client(LocalCluster(n_workers=2, threads_per_worker=1))``.
+
+One GPU per worker
+------------------
+``device="cuda"`` means the current CUDA device of the process that trains. Local workers
+(``jobs=N``) each take their own: worker *i* of the pool (in start order) calls
+``torch.cuda.set_device(i mod the GPUs it sees)`` (:func:`pin_gpu`), so N ≤ GPUs workers never share one,
+and more workers than GPUs share them evenly. On a Dask cluster, start one worker per GPU with its own
+``CUDA_VISIBLE_DEVICES`` — dask-cuda's ``LocalCUDACluster()`` does exactly that on one machine
+(``dask cuda worker tcp://scheduler:8786`` on each machine of a cluster) — and each worker's ``"cuda"`` is
+then its own GPU.
 Without touching code, ``DVAE_SCHEDULER=tcp://scheduler:8786`` makes every sweep (and so every
 ``get_or_train_all`` in the notebooks, e.g. under ``python -m dvae_core.reproduce --profile paper``)
 run on that cluster, and ``DVAE_JOBS=N`` makes them use N local processes. The store path is
@@ -172,10 +182,31 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _init_local_worker(threads: int, parent: int) -> None:
-    """A local process of the pool: its threads, and death with the parent that started it."""
+#: This process's place among its pool's workers (None outside a local pool): which GPU it takes.
+WORKER_SLOT: int | None = None
+
+
+def pin_gpu(slot: int) -> int | None:
+    """Make GPU ``slot`` mod the visible GPUs this process's current CUDA device (what ``"cuda"`` names);
+    returns its index, or None where torch sees no GPU."""
+    if not torch.cuda.is_available():
+        return None
+    index = slot % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return index
+
+
+def _init_local_worker(threads: int, parent: int, slots=None) -> None:
+    """A local process of the pool: its threads, its GPU (one per worker, :func:`pin_gpu`), and death with
+    the parent that started it. ``slots``: a shared counter that gives each worker its own slot."""
+    global WORKER_SLOT
     die_with_parent(parent)
     _init_worker(threads)
+    if slots is not None:
+        with slots.get_lock():
+            WORKER_SLOT = slots.value
+            slots.value += 1
+        pin_gpu(WORKER_SLOT)
 
 
 def _train_one(config: TrainConfig, store: str, device: str, progress: bool | None,
@@ -210,8 +241,9 @@ def _executor(executor: cf.Executor | None, jobs: int) -> Iterator[cf.Executor]:
             yield client.get_executor()
         return
     threads = max(1, _cores() // jobs)
-    pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_init_local_worker, initargs=(threads, os.getpid()))
+    context = multiprocessing.get_context("spawn")
+    pool = cf.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_local_worker,
+                                  initargs=(threads, os.getpid(), context.Value("i", 0)))
     try:
         yield pool
     except BaseException:

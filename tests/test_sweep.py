@@ -224,3 +224,29 @@ def test_sweep_workers_die_with_a_killed_parent(tmp_path):
     alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
              and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
     assert alive == [], f"workers {alive} outlived their killed parent"
+
+
+def _slot_after_a_pause(_):
+    time.sleep(0.3)  # long enough that both workers take tasks
+    return sweep.WORKER_SLOT
+
+
+def test_each_local_worker_takes_its_own_slot_and_so_its_own_gpu():
+    with sweep._executor(None, 2) as pool:
+        slots = set(pool.map(_slot_after_a_pause, range(6)))
+    assert slots == {0, 1}
+    assert sweep.WORKER_SLOT is None  # the parent is no worker
+
+
+@pytest.mark.parametrize("slot,gpus,expected", [(0, 2, 0), (1, 2, 1), (2, 2, 0), (5, 4, 1), (3, 1, 0)])
+def test_pin_gpu_spreads_workers_over_the_visible_gpus(monkeypatch, slot, gpus, expected):
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert sweep.pin_gpu(slot) == expected and chosen == [expected]
+
+
+def test_pin_gpu_leaves_a_cpu_only_process_alone(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert sweep.pin_gpu(3) is None
