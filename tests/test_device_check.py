@@ -1,0 +1,59 @@
+"""The GPU device check (scripts/device_check.py) at its CI size: every check runs, decides by the book's
+rules and writes its results, and bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "device_check.py"
+VERDICTS = {"reproduced", "not reproduced", "inconclusive"}
+
+
+def run_check(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("device_check")
+    done = run_check("--scale", "tiny", "--out", str(out), "--jobs", "2", "--device", "cpu")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def test_every_check_writes_its_claims_table_and_sizes(tiny):
+    summary = json.loads((tiny / "device_check.json").read_text())
+    assert list(summary["checks"]) == ["sbd_fig2", "sbd_fig3", "fvae_tradeoff"]
+    assert summary["device"] == "cpu" and summary["scale"] == "tiny" and summary["seed_offset"] == 5000
+    expected = {"sbd_fig2": {"sbd-fig2-mig", "sbd-fig2-reconstruction"},
+                "sbd_fig3": {"sbd-fig3-mig", "sbd-fig3-reconstruction"},
+                "fvae_tradeoff": {"fvae-tradeoff-dsprites-metric", "fvae-tradeoff-dsprites-mig"}}
+    for check, ids in expected.items():
+        record = json.loads((tiny / f"{check}.json").read_text())
+        assert {c["id"] for c in record["claims"]} == ids
+        assert all(c["verdict"] in VERDICTS and c["rule"] for c in record["claims"])
+        assert record["images_per_run"] == 12 * 16 and record["replicates"] == 2 and record["wall_seconds"] > 0
+        assert len(record["table"]) == record["runs"]
+        assert set(summary["checks"][check]["verdicts"]) == ids
+
+
+def test_the_runs_go_to_the_output_folder_and_are_reused(tiny):
+    stored = list((tiny / "runs").glob("*/checkpoint.pt"))
+    assert len(stored) == 4 + 4 + 8  # two seed pairs twice, and the 2-seed × (2 β + 2 γ) smoke sweep
+    again = run_check("--scale", "tiny", "--out", str(tiny), "--only", "sbd_fig2", "--device", "cpu")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(list((tiny / "runs").glob("*/checkpoint.pt"))) == len(stored)
+
+
+@pytest.mark.parametrize("args,field", [(["--device", "tpu"], "--device"), (["--jobs", "0"], "--jobs")])
+def test_bad_input_is_one_line_naming_the_field(tmp_path, args, field):
+    done = run_check("--out", str(tmp_path / "out"), *args)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {field}") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
