@@ -45,68 +45,90 @@ def test_paper_profile_is_the_papers_binary_model():
 SMOKE = vlae.profile("smoke")
 
 
-def fake_rows(noise: float = 1.0, images: int = 400, **shift) -> list[dict]:
-    """Evaluation rows of the six models on the same test images: per-image NLLs share an image effect, so
-    a model's shift is its paired difference; ``noise`` is each model's own per-image scatter. Every row
-    passes its learning gate unless the caller overrides a gate number."""
+def fake_rows(seeds: int = 5, seed_sd: float = 0.5, images: int = 100, **shift) -> list[dict]:
+    """Evaluation rows of the six models at ``seeds`` training seeds on the same test images. A model's NLL
+    is its table value plus ``shift``, plus a per-(model, seed) training scatter of sd ``seed_sd``; its
+    per-image NLLs share an image effect. Every row passes its learning gate unless the caller overrides
+    a gate number."""
     rng = np.random.default_rng(0)
     base = rng.normal(300, 20, images)
     nll = {"vae": 310, "vae_iaf": 305, "vae_af": 300, "pixelcnn": 290, "pixelcnn_gaussian": 285, "vlae": 280}
     nll.update(shift)
-    return [{"model": m, "nll": v, "per_image": base + (v - 300) + rng.normal(0, noise, images),
-             "kl": 0.0 if m == "pixelcnn" else 10.0, "elbo": -v - 5, "untrained_elbo": -545.0,
-             "recon_nll": v - 10, "mean_image_nll": 400.0} for m, v in nll.items()]
+    rows = []
+    for seed in range(seeds):
+        for m, v in nll.items():
+            value = v + rng.normal(0, seed_sd)
+            rows.append({"model": m, "seed": 100 + seed, "nll": value,
+                         "per_image": base + (value - 300) + rng.normal(0, 1.0, images),
+                         "kl": 0.0 if m == "pixelcnn" else 10.0, "elbo": -value - 5, "untrained_elbo": -545.0,
+                         "recon_nll": value - 10, "mean_image_nll": 400.0})
+    return rows
 
 
 def table(rows):
-    return {c.id: c for c in vlae.table_claims(rows, SMOKE, seed=3)}
+    return {c.id: c for c in vlae.table_claims(rows, SMOKE)}
 
 
 AF_IAF, VLAE_PIXELCNN, AF_GAUSSIAN = ("vlae-af-prior-beats-iaf-posterior", "vlae-beats-unconditional-pixelcnn",
                                       "vlae-af-prior-beats-gaussian-prior")
 
 
-def test_paired_claims_follow_the_measured_difference_rule():
+def row_of(rows, model, seed):
+    return next(r for r in rows if r["model"] == model and r["seed"] == seed)
+
+
+def test_paired_claims_test_the_per_seed_differences_over_training_seeds():
     claims = table(fake_rows())
-    assert {c.verdict for c in claims.values()} == {"reproduced"}            # clear gains of 5 nats
+    assert {c.verdict for c in claims.values()} == {"reproduced"}            # gains of 5 nats on every seed
     claim = claims[AF_IAF]
-    assert claim.test["test"].startswith("z-test") and claim.test["z"] > 1.645
-    assert claim.test["min_effect"] == vlae.NLL_MIN_EFFECT[AF_IAF] and claim.ours["gain"] == pytest.approx(5, abs=0.3)
-    assert "one training seed per model" in claim.metric and "one training seed per model" in claim.rule
-    assert claim.seeds == [3] and claim.budget["images_per_run"] == SMOKE.steps * SMOKE.batch_size
+    assert claim.test["test"] == "exact Wilcoxon signed-rank test of the per-seed differences"
+    assert claim.test["n"] == 5 and claim.test["p_claim"] == pytest.approx(1 / 32)
+    assert claim.test["min_effect"] == vlae.NLL_MIN_EFFECT[AF_IAF]
+    assert claim.test["mean_effect"] == pytest.approx(5, abs=1.0) and "per training seed" in claim.metric
+    assert claim.seeds == [100, 101, 102, 103, 104] and set(claim.ours["per_seed"]) == {str(s) for s in claim.seeds}
+    assert claim.budget["images_per_run"] == SMOKE.steps * SMOKE.batch_size
     assert claim.budget["paper_images_per_run"] == 200_000 * 100
-    assert claim.gate == {"runs": 2, "passed": 2, "collapsed": 0, "failed": {}}
-    # reversed: the AF prior is worse than the IAF posterior
+    assert claim.gate == {"runs": 10, "passed": 10, "collapsed": 0, "failed": {}}
+    # reversed on every seed: the AF prior is worse than the IAF posterior
     assert table(fake_rows(vae_af=310))[AF_IAF].verdict == "not reproduced"
-    # no difference, noisy images (gains of ±8 nats averaging 0): nothing to say either way
-    rows = fake_rows()
-    iaf = next(row for row in rows if row["model"] == "vae_iaf")
-    af = next(row for row in rows if row["model"] == "vae_af")
-    af["per_image"] = iaf["per_image"] + 8.0 * np.resize([1.0, -1.0], len(iaf["per_image"]))
-    none = table(rows)[AF_IAF]
+    # no difference, training noise of 3 nats: nothing to say either way
+    none = table(fake_rows(seed_sd=3.0, vae_af=305))[AF_IAF]
     assert none.verdict == "inconclusive" and none.reason == "underpowered"
-    # no difference, precise images: significantly below the 0.1-nat minimal effect
-    assert table(fake_rows(noise=0.01, vae_af=305))[AF_IAF].verdict == "not reproduced"
+    # no difference, precise seeds: significantly below the 0.1-nat minimal effect
+    assert table(fake_rows(seed_sd=0.001, vae_af=305))[AF_IAF].verdict == "not reproduced"
     # a VLAE between its two baselines: it beats the PixelCNN but not the Gaussian prior
     between = table(fake_rows(vlae=287))
     assert between[VLAE_PIXELCNN].verdict == "reproduced" and between[AF_GAUSSIAN].verdict == "not reproduced"
 
 
-def test_paired_claims_leave_out_runs_that_fail_their_gate():
+def test_one_test_set_cannot_stand_in_for_training_seeds():
+    """Two seeds cannot reach p < 0.05 however large and precise the per-image gains are."""
+    claim = table(fake_rows(seeds=2, seed_sd=0.001))[AF_IAF]
+    assert claim.verdict == "inconclusive" and claim.reason == "underpowered"
+    assert all(v["gain"] == pytest.approx(5, abs=0.6) for v in claim.ours["per_seed"].values())
+
+
+def test_paired_claims_leave_out_seeds_whose_runs_fail_their_gate():
     rows = fake_rows()
-    by_model = {row["model"]: row for row in rows}
-    by_model["vae_iaf"]["kl"] = 0.3                        # posterior collapse
-    by_model["pixelcnn_gaussian"]["recon_nll"] = 450.0     # worse than the mean image
-    claims = table(rows)
-    collapsed, undertrained = claims[AF_IAF], claims[AF_GAUSSIAN]
-    assert collapsed.verdict == "inconclusive" and collapsed.reason == "collapsed"
-    assert collapsed.gate == {"runs": 2, "passed": 1, "collapsed": 1, "failed": {"collapsed": 1}}
+    row_of(rows, "vae_iaf", 100)["kl"] = 0.3                          # posterior collapse at one seed
+    claim = table(rows)[AF_IAF]
+    assert claim.test["n"] == 4 and claim.test["dropped_collapsed"] == 1
+    assert claim.gate == {"runs": 10, "passed": 9, "collapsed": 1, "failed": {"collapsed": 1}}
+    for seed in range(100, 105):                                        # worse than the mean image everywhere
+        row_of(rows, "pixelcnn_gaussian", seed)["recon_nll"] = 450.0
+    undertrained = table(rows)[AF_GAUSSIAN]
     assert undertrained.verdict == "inconclusive" and undertrained.reason == "under-trained"
-    assert undertrained.gate["failed"] == {"reconstruction not better than the mean image": 1}
     # the unconditional PixelCNN has no code: its KL of 0 is not a collapse
-    assert claims[VLAE_PIXELCNN].verdict == "reproduced"
-    by_model["vlae"]["elbo"] = -600.0                      # no better than untrained
-    assert table(rows)[VLAE_PIXELCNN].reason == "under-trained"
+    assert table(rows)[VLAE_PIXELCNN].verdict == "reproduced"
+
+
+def test_the_table_trains_every_model_on_each_seed_and_scores_it_on_its_own():
+    configs = vlae.seeded_table_configs(SMOKE, seed=7)
+    assert vlae.table_seeds(SMOKE, 7) == (7, 8) and len(configs) == 2 * len(vlae.MODELS)
+    assert [c.seed for c in configs] == [7] * 6 + [8] * 6
+    assert vlae.profile("preview").training_seeds == 5  # 5 pairs all agreeing give p = 1/32 < 0.05
+    frame = vlae.nll_table([{**r, "label": vlae.LABELS[r["model"]], "neg_elbo": -r["elbo"]} for r in fake_rows()])
+    assert list(frame["seeds"].unique()) == [5] and frame["sd over seeds"].notna().all()
 
 
 def sweep_rows(kls, fields=(4, 10, 17, 31, 46, 60, 77, 95), **gate):

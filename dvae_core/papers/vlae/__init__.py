@@ -15,10 +15,10 @@ The models of the paper's comparisons, all on statically binarised Fashion-MNIST
 NLL is −log p(x) in nats per image by importance sampling (:mod:`dvae_core.metrics.nll`), on the
 same test images for every model, so two models are compared image by image.
 
-Verdicts (:mod:`dvae_core.rules`, one-sided α = 0.05). Each model of a comparison is one training run
-(one seed), so the only replicate of the NLL claims is the test image: the mean per-image NLL difference
-is z-tested against its standard error (:func:`dvae_core.rules.measured_difference`), and the spread is
-the test images', not training's. The receptive-field claim is an exact permutation test of Spearman's
+Verdicts (:mod:`dvae_core.rules`, one-sided α = 0.05). The NLL claims train every model of the table on
+``training_seeds`` seeds; the two models of a comparison at one seed are a pair, and the claim is an exact
+signed-rank test over seeds of the pairs' NLL differences (:func:`dvae_core.rules.paired`), so the spread
+is training's, not only the test images'. The receptive-field claim is an exact permutation test of Spearman's
 ρ over the sweep's windows (:func:`dvae_core.rules.trend`). A run enters a test only if it passes its
 learning gate (:func:`run_gate`); a comparison whose run fails is inconclusive (under-trained, or
 collapsed).
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -99,23 +99,26 @@ class VLAEProfile(VLAENetwork):
     binarize: str = "static"
     train_limit: int | None = None
     checkpoint_every: int = 1000
+    training_seeds: int = 1     # seeds of every model of the NLL table (a claim's replicates)
 
 
 PROFILES = {
     "smoke": VLAEProfile(latent_dim=4, encoder_channels=4, decoder_channels=4, hidden=16, pixelcnn_layers=2,
                          pixelcnn_channels=4, flow_steps=1, flow_hidden=16, batch_size=16, steps=6, lr=2e-3,
-                         nll_images=20, nll_k=4, windows=((3, 1), (5, 3)), train_limit=500, checkpoint_every=3),
+                         nll_images=20, nll_k=4, windows=((3, 1), (5, 3)), train_limit=500, checkpoint_every=3,
+                         training_seeds=2),
     # 2 CPU cores: latent 32, flows of 2 steps × 128 units, 1,500 steps of 64 (1.6 epochs), ~380 images/s per
     # one-thread process for the PixelCNN models; NLL with k = 64 on 500 test images.
     "preview": VLAEProfile(latent_dim=32, encoder_channels=16, decoder_channels=16, hidden=128, pixelcnn_layers=4,
                            pixelcnn_channels=12, flow_steps=2, flow_hidden=128, batch_size=64, steps=1500, lr=2e-3,
-                           nll_images=500, nll_k=64, windows=((3, 1), (4, 2), (5, 3), (7, 4)), checkpoint_every=500),
+                           nll_images=500, nll_k=64, windows=((3, 1), (4, 2), (5, 3), (7, 4)), checkpoint_every=500,
+                           training_seeds=5),
     # The paper's binary-image model (Sec. 5.1 / Appendix): latent 64, PixelCNN of 6 masked 3×3 layers of 12
     # channels, AF prior of 4 MADE steps of 640 units, Adamax 2e-3, free bits 0.01 nats/dim, k = 4096.
     "paper": VLAEProfile(latent_dim=64, encoder_channels=32, decoder_channels=32, hidden=256, pixelcnn_layers=6,
                          pixelcnn_channels=12, flow_steps=4, flow_hidden=640, batch_size=100, steps=200_000, lr=2e-3,
                          nll_images=10_000, nll_k=4096, windows=((3, 1), (4, 2), (5, 3), (7, 4)),
-                         checkpoint_every=5000),
+                         checkpoint_every=5000, training_seeds=5),
 }
 
 
@@ -156,7 +159,18 @@ def run_config(p: VLAEProfile, model: str, seed: int = 0, window: tuple[int, int
 
 
 def table_configs(p: VLAEProfile, seed: int = 0, root: str | None = None) -> list[TrainConfig]:
+    """Every model of the table at one training seed."""
     return [run_config(p, model, seed, root=root) for model in MODELS]
+
+
+def table_seeds(p: VLAEProfile, seed: int = 0) -> tuple[int, ...]:
+    """The NLL table's training seeds: ``training_seeds`` of them from the notebook's ``seed``."""
+    return tuple(range(seed, seed + p.training_seeds))
+
+
+def seeded_table_configs(p: VLAEProfile, seed: int = 0, root: str | None = None) -> list[TrainConfig]:
+    """Every model of the table at each of :func:`table_seeds`."""
+    return [config for s in table_seeds(p, seed) for config in table_configs(p, s, root)]
 
 
 def sweep_configs(p: VLAEProfile, seed: int = 0, root: str | None = None) -> list[TrainConfig]:
@@ -178,18 +192,20 @@ def model_name(config: TrainConfig) -> str:
 GATE_SEED = 45_000
 
 
-def evaluate_run(run: dict, test: ImageSet, p: VLAEProfile, seed: int = 0) -> dict:
+def evaluate_run(run: dict, test: ImageSet, p: VLAEProfile, seed: int | None = None) -> dict:
     """Importance-weighted NLL (k = ``nll_k``) on the test images, the ELBO's KL, throughput, and the
-    numbers of the run's learning gate (:func:`learning_numbers`, :func:`image_set_mean_nll`)."""
+    numbers of the run's learning gate (:func:`learning_numbers`, :func:`image_set_mean_nll`). ``seed``
+    seeds the evaluation's draws (None: the run's own training seed)."""
     from dvae_core.metrics.nll import importance_weighted_nll
 
     model, config = run["model"], run["config"]
+    seed = config.seed if seed is None else seed
     torch.manual_seed(40_000 + seed)
     # ~400 model evaluations per call was fastest on a 2-core CPU (batch 100 × chunk 4)
     nll = importance_weighted_nll(model, test.data, k=p.nll_k, batch_size=100, chunk=4)
     kl = mean_kl(model, test.data)
     window, name = tuple(config.model.pixelcnn_window), model_name(config)
-    return {"model": name, "label": LABELS[name], "window": window,
+    return {"model": name, "label": LABELS[name], "seed": config.seed, "window": window,
             "receptive_field": receptive_field_size(config.model.pixelcnn()) if config.model.decoder == "pixelcnn"
             else None, "nll": nll["nll"], "nll_se": nll["std_error"], "neg_elbo": -nll["elbo"], "kl": kl,
             "per_image": nll["per_image"], "train_images_per_s": throughput(run["history"]),
@@ -248,11 +264,15 @@ def mean_kl(model, images: torch.Tensor, samples: int = 8, batch_size: int = 250
 
 
 def nll_table(rows: list[dict]) -> pd.DataFrame:
+    """One line per model: its NLL, −ELBO and KL averaged over its training seeds, the NLL's standard
+    deviation over those seeds (the spread a claim's test sees), and the paper's NLL."""
+    frame = pd.DataFrame(rows)
     records = []
-    for row in rows:
-        paper = PAPER_NLL.get(row["model"], {})
-        records.append({"model": row["label"], "NLL (nats)": row["nll"], "± s.e.": row["nll_se"],
-                        "−ELBO": row["neg_elbo"], "KL (nats)": row["kl"],
+    for model, runs in frame.groupby("model", sort=False):
+        paper = PAPER_NLL.get(model, {})
+        records.append({"model": runs.label.iloc[0], "seeds": len(runs), "NLL (nats)": runs.nll.mean(),
+                        "sd over seeds": runs.nll.std(ddof=1) if len(runs) > 1 else np.nan,
+                        "−ELBO": runs.neg_elbo.mean(), "KL (nats)": runs.kl.mean(),
                         "paper NLL (MNIST)": paper.get("nll"), "paper data": paper.get("data", "—")})
     return pd.DataFrame(records).set_index("model")
 
@@ -303,40 +323,58 @@ def gated(outcome: rules.Outcome, gates: Mapping[str, rules.Gate]) -> rules.Outc
     return rules.Outcome("inconclusive", rule, reason, f"not tested: a run failed its learning gate ({why})", test)
 
 
-def paired_claim(rows: Mapping[str, Mapping], better: str, worse: str, claim_id: str, claim: str, paper_value,
-                 p: VLAEProfile, seed: int = 0) -> Claim:
-    """"``better`` has a lower NLL than ``worse``": the mean of the per-image differences NLL(worse) −
-    NLL(better) on the same test images (> 0 is the claim's way), z-tested against its standard error
-    (:func:`dvae_core.rules.measured_difference`, minimal effect :data:`NLL_MIN_EFFECT`). One trained model
-    per arm: the spread is over test images, from one training seed per model."""
-    gain = np.asarray(rows[worse]["per_image"], float) - np.asarray(rows[better]["per_image"], float)
-    mean, se = float(gain.mean()), float(gain.std(ddof=1) / np.sqrt(len(gain)))
-    outcome = rules.measured_difference(mean, se, min_effect=NLL_MIN_EFFECT[claim_id], unit="nats",
-                                        replicate="test images")
-    gates = {better: run_gate(rows[better]), worse: run_gate(rows[worse])}
+def paired_claim(rows: Sequence[Mapping], better: str, worse: str, claim_id: str, claim: str, paper_value,
+                 p: VLAEProfile, cost: rules.Cost | None = None) -> Claim:
+    """"``better`` has a lower NLL than ``worse``": per training seed, the NLL difference NLL(worse) −
+    NLL(better) of the two models trained on that seed (> 0 is the claim's way), tested over seeds by the
+    exact signed-rank test of :func:`dvae_core.rules.paired` (minimal effect :data:`NLL_MIN_EFFECT`); a seed
+    counts if both its runs pass their learning gates. Per seed, the per-image difference's mean and
+    standard error over the test images are reported beside it. ``cost``: one more seed of both models."""
+    by_seed: dict[int, dict[str, Mapping]] = {}
+    for row in rows:
+        by_seed.setdefault(int(row["seed"]), {})[row["model"]] = row
+    seeds = sorted(s for s, models in by_seed.items() if better in models and worse in models)
+    pairs = [(by_seed[s][worse], by_seed[s][better]) for s in seeds]
+    outcome = rules.paired([w["nll"] for w, _ in pairs], [b["nll"] for _, b in pairs], higher_is_better=True,
+                           min_effect=NLL_MIN_EFFECT[claim_id], gates_a=[run_gate(w) for w, _ in pairs],
+                           gates_b=[run_gate(b) for _, b in pairs], cost=cost, unit="nats")
+    per_seed = {}
+    for s, (w, b) in zip(seeds, pairs):
+        gain = np.asarray(w["per_image"], float) - np.asarray(b["per_image"], float)
+        per_seed[str(s)] = {"gain": round(float(gain.mean()), 3),
+                            "std_error_over_images": round(float(gain.std(ddof=1) / np.sqrt(len(gain))), 3)}
+    gates = [run_gate(row) for pair in pairs for row in pair]
     return Claim.decided(
-        gated(outcome, gates), id=claim_id, paper=PAPER, claim=claim,
-        metric=f"NLL (nats, importance-weighted), {LABELS[worse]} − {LABELS[better]}, mean over {len(gain)} test "
-               f"images with its standard error over those images (one training seed per model: the spread is "
-               f"the test images', not training's)",
+        outcome, id=claim_id, paper=PAPER, claim=claim,
+        metric=f"NLL (nats per image, importance-weighted on the same test images), {LABELS[worse]} − "
+               f"{LABELS[better]}, per training seed (the two models of a seed are a pair)",
         paper_value=paper_value,
-        ours={better: round(float(rows[better]["nll"]), 2), worse: round(float(rows[worse]["nll"]), 2),
-              "gain": round(mean, 3), "std_error": round(se, 3), "images": len(gain)},
-        gate=gate_summary(list(gates.values())), budget=budget(p), seeds=[seed])
+        ours={better: round(float(np.mean([b["nll"] for _, b in pairs])), 2) if pairs else None,
+              worse: round(float(np.mean([w["nll"] for w, _ in pairs])), 2) if pairs else None,
+              "per_seed": per_seed},
+        gate=gate_summary(gates), budget=budget(p), seeds=seeds)
 
 
-def table_claims(rows: list[dict], p: VLAEProfile, seed: int = 0) -> list[Claim]:
-    by_model = {row["model"]: row for row in rows}
+def table_claims(rows: list[dict], p: VLAEProfile, runs: list[dict] | None = None) -> list[Claim]:
+    """The table's three claims over every seed of ``rows``; ``runs`` (the trained runs) price one more seed."""
+    def cost(*models: str) -> rules.Cost | None:
+        if runs is None:
+            return None
+        from dvae_core.costs import mean_replicate_cost
+
+        chosen = [r for r in runs if model_name(r["config"]) in models]
+        return mean_replicate_cost(chosen, len({r["config"].seed for r in chosen}))
+
     return [
-        paired_claim(by_model, "vae_af", "vae_iaf", "vlae-af-prior-beats-iaf-posterior",
+        paired_claim(rows, "vae_af", "vae_iaf", "vlae-af-prior-beats-iaf-posterior",
                      "An autoregressive-flow prior gives a better likelihood than an IAF posterior of the same size "
-                     "(Sec. 3.2, Table 1)", {"AF prior": 79.30, "IAF posterior": 79.88}, p, seed),
-        paired_claim(by_model, "vlae", "pixelcnn", "vlae-beats-unconditional-pixelcnn",
+                     "(Sec. 3.2, Table 1)", {"AF prior": 79.30, "IAF posterior": 79.88}, p, cost("vae_af", "vae_iaf")),
+        paired_claim(rows, "vlae", "pixelcnn", "vlae-beats-unconditional-pixelcnn",
                      "A VLAE (PixelCNN decoder with a latent code and AF prior) beats the unconditional PixelCNN "
-                     "(Appendix D)", {"VLAE": 78.94, "PixelCNN": 87.55}, p, seed),
-        paired_claim(by_model, "vlae", "pixelcnn_gaussian", "vlae-af-prior-beats-gaussian-prior",
+                     "(Appendix D)", {"VLAE": 78.94, "PixelCNN": 87.55}, p, cost("vlae", "pixelcnn")),
+        paired_claim(rows, "vlae", "pixelcnn_gaussian", "vlae-af-prior-beats-gaussian-prior",
                      "With a PixelCNN decoder, an AF prior beats a Gaussian prior (Appendix D)",
-                     {"AF prior": 78.94, "Gaussian prior": 79.48}, p, seed),
+                     {"AF prior": 78.94, "Gaussian prior": 79.48}, p, cost("vlae", "pixelcnn_gaussian")),
     ]
 
 
