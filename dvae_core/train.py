@@ -18,6 +18,7 @@ recipe share one trained model. The loop:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -40,6 +41,8 @@ from dvae_core.models.vlae import VLAE, GrayContextVLAEConfig, VLAEConfig
 CHECKPOINT = "checkpoint.pt"
 SNAPSHOTS = "snapshots"
 Optimizer = Literal["adam", "adamax"]
+Precision = Literal["tf32", "bf16"]
+PRECISIONS = ("tf32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ class TrainConfig:
     log_every: int = 50
     optimizer: Optimizer | None = None          # None: Adam; "adamax" (the VLAE paper's)
     snapshot_every: int | None = None           # set: keep the model's weights every this many steps
+    # GPU speed options, off (None) by default until measured to pay: "tf32" lets CUDA matmuls and convolutions
+    # round inputs to TF32, "bf16" runs the forward passes under bfloat16 autocast; compile=True trains through
+    # torch.compile(model.loss). Set, each is part of the recipe (and so of the run's name).
+    precision: Precision | None = None
+    compile: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if v is not None}
@@ -280,6 +288,31 @@ class FiniteGuard:
             f"the data are in [0, 1] (a resumed run restarts from the last finite checkpoint)")
 
 
+def check_precision(precision: str | None) -> None:
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose one of {PRECISIONS} or leave it unset (float32)")
+
+
+@contextlib.contextmanager
+def numeric_precision(precision: str | None, device: torch.device):
+    """The run's precision for the block: TF32 allowed in CUDA matmuls and convolutions ("tf32", restored
+    after), or bfloat16 autocast of what runs inside ("bf16"); None: plain float32."""
+    check_precision(precision)
+    if precision == "bf16":
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+        return
+    if precision == "tf32":
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        return
+    yield
+
+
 def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progress: bool | None = None,
           dataset=None) -> dict[str, Any]:
     """Train (or resume) the run ``config`` in ``run_dir``; returns the final state dict.
@@ -290,6 +323,7 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     ``run_dir`` is made.
     """
     run_dir = Path(run_dir)
+    check_precision(config.precision)  # before any work
     dataset = build_dataset(config) if dataset is None else dataset
     check_model_fits_data(config, data_image_shape(dataset))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -298,6 +332,7 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     torch.manual_seed(config.seed)  # after the data and their check: the model starts from the seed as ever
     rng = np.random.default_rng(config.seed)
     model = build_model(config).to(dev)
+    loss_of = torch.compile(model.loss) if config.compile else model.loss
     optimizer = make_optimizer(config, model.vae_parameters())
     auxiliary = model.auxiliary_optimizer()  # FactorVAE's discriminator has its own
     history: list[dict[str, float]] = []
@@ -352,14 +387,16 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
         if hasattr(model, "set_step"):  # a schedule inside the loss (FactorVAE's γ warm-up)
             model.set_step(step)
         try:
-            terms = model.loss(x, beta=config.beta)
+            with numeric_precision(config.precision, dev):
+                terms = loss_of(x, beta=config.beta)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             step += 1
             optimizer.step()
             if auxiliary is not None:  # Kim & Mnih's Algorithm 2: a second batch trains the discriminator
                 x2, _ = dataset.sample(config.batch_size, rng, device=dev)
-                terms.update(model.auxiliary_step(x2, auxiliary))
+                with numeric_precision(config.precision, dev):
+                    terms.update(model.auxiliary_step(x2, auxiliary))
         except Exception:  # an error a NaN caused a few steps after it arose: name the NaN
             guard.check()
             raise

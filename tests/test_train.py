@@ -1,6 +1,7 @@
 """The training loop: determinism, checkpoint round trip and resume, the NaN guard, the run store."""
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -240,3 +241,30 @@ def test_host_reads_scale_with_log_rows_not_steps(tmp_path, monkeypatch):
         return reads["n"]
 
     assert 0 < reads_for(12) == reads_for(24)  # the same 3 log rows and 1 checkpoint: the same reads
+
+
+def test_gpu_speed_options_are_off_by_default_and_part_of_the_recipe_when_on(tmp_path, monkeypatch):
+    plain = tiny_config()
+    assert "precision" not in plain.to_dict() and "compile" not in plain.to_dict()
+    bf16, tf32 = replace(plain, precision="bf16"), replace(plain, precision="tf32")
+    assert len({runs.config_hash(c) for c in (plain, bf16, tf32)}) == 3
+    assert TrainConfig.from_dict(json.loads(bf16.canonical())) == bf16
+    reference = train(plain, tmp_path / "fp32", device="cpu", progress=False)
+    # bfloat16 autocast runs (on the CPU too) and changes the arithmetic; the weights stay float32
+    low = train(bf16, tmp_path / "bf16", device="cpu", progress=False)
+    assert all(p.dtype == torch.float32 for p in low["model"].parameters())
+    assert math.isfinite(low["history"][-1]["loss"]) and not torch.equal(params(low["model"]), params(reference["model"]))
+    # TF32 is a CUDA matmul/convolution setting: on the CPU the same arithmetic, and the flags are restored
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    assert torch.equal(params(train(tf32, tmp_path / "tf32", device="cpu", progress=False)["model"]),
+                       params(reference["model"]))
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == flags
+    # compile=True trains through torch.compile(model.loss)
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append(fn) or fn)
+    again = train(replace(plain, compile=True), tmp_path / "compiled", device="cpu", progress=False)
+    assert len(compiled) == 1 and compiled[0].__name__ == "loss"
+    assert torch.equal(params(again["model"]), params(reference["model"]))
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        train(replace(plain, precision="fp8"), tmp_path / "bad", device="cpu", progress=False)
+    assert not (tmp_path / "bad").exists()
