@@ -339,7 +339,7 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     step = 0
     # the logging window's running sums: a checkpoint between two log rows keeps them, so a resumed run logs
     # the same means as an uninterrupted one (its images/s and data share restart with the new process)
-    sums: dict[str, float] = {}
+    sums: dict[str, float | torch.Tensor] = {}  # tensors on the device between log rows
     window_steps = 0
 
     ckpt_path = run_dir / CHECKPOINT
