@@ -1,10 +1,10 @@
-"""Test selection: tests that build the whole book or drive the headless browser are marked ``slow``
-(``make test-fast`` runs the other 530 in about 2 minutes on 2 cores; ``make test`` runs everything, with the
-book build and the smoke notebooks, in about 6)."""
+"""Test selection: tests that build the whole book, drive the headless browser or run the device check end to
+end are marked ``slow`` (``make test-fast`` runs the others in about 2 minutes on 2 cores; ``make test`` runs
+everything, with the book build and the smoke notebooks, in about 8)."""
 
 import pytest
 
-SLOW_FIXTURES = {"built", "widget_book", "rendered", "browser"}
+SLOW_FIXTURES = {"built", "widget_book", "rendered", "browser", "device_check_tiny"}
 
 
 def pytest_collection_modifyitems(items):

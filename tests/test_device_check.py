@@ -21,22 +21,22 @@ def run_check(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
+def device_check_tiny(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("device_check")
     done = run_check("--scale", "tiny", "--out", str(out), "--jobs", "2", "--device", "cpu")
     assert done.returncode == 0, done.stderr[-2000:]
     return out
 
 
-def test_every_check_writes_its_claims_table_and_sizes(tiny):
-    summary = json.loads((tiny / "device_check.json").read_text())
+def test_every_check_writes_its_claims_table_and_sizes(device_check_tiny):
+    summary = json.loads((device_check_tiny / "device_check.json").read_text())
     assert list(summary["checks"]) == ["sbd_fig2", "sbd_fig3", "fvae_tradeoff"]
     assert summary["device"] == "cpu" and summary["scale"] == "tiny" and summary["seed_offset"] == 5000
     expected = {"sbd_fig2": {"sbd-fig2-mig", "sbd-fig2-reconstruction"},
                 "sbd_fig3": {"sbd-fig3-mig", "sbd-fig3-reconstruction"},
                 "fvae_tradeoff": {"fvae-tradeoff-dsprites-metric", "fvae-tradeoff-dsprites-mig"}}
     for check, ids in expected.items():
-        record = json.loads((tiny / f"{check}.json").read_text())
+        record = json.loads((device_check_tiny / f"{check}.json").read_text())
         assert {c["id"] for c in record["claims"]} == ids
         assert all(c["verdict"] in VERDICTS and c["rule"] for c in record["claims"])
         assert record["images_per_run"] == 12 * 16 and record["replicates"] == 2 and record["wall_seconds"] > 0
@@ -44,12 +44,12 @@ def test_every_check_writes_its_claims_table_and_sizes(tiny):
         assert set(summary["checks"][check]["verdicts"]) == ids
 
 
-def test_the_runs_go_to_the_output_folder_and_are_reused(tiny):
-    stored = list((tiny / "runs").glob("*/checkpoint.pt"))
+def test_the_runs_go_to_the_output_folder_and_are_reused(device_check_tiny):
+    stored = list((device_check_tiny / "runs").glob("*/checkpoint.pt"))
     assert len(stored) == 4 + 4 + 8  # two seed pairs twice, and the 2-seed × (2 β + 2 γ) smoke sweep
-    again = run_check("--scale", "tiny", "--out", str(tiny), "--only", "sbd_fig2", "--device", "cpu")
+    again = run_check("--scale", "tiny", "--out", str(device_check_tiny), "--only", "sbd_fig2", "--device", "cpu")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert len(list((tiny / "runs").glob("*/checkpoint.pt"))) == len(stored)
+    assert len(list((device_check_tiny / "runs").glob("*/checkpoint.pt"))) == len(stored)
 
 
 @pytest.mark.parametrize("args,field", [(["--device", "tpu"], "--device"), (["--jobs", "0"], "--jobs")])
