@@ -149,6 +149,8 @@ def load_results(profile: str) -> list[dict]:
     claims = []
     for path in sorted(paths, key=lambda p: (paper_rank(p.stem), order.get(p.stem, len(order)), p.stem)):
         payload = read_json(path)
+        if "notebook" not in payload:  # a script's record beside the notebooks' (scripts/thread_check.py's)
+            continue
         stale = {"stale": payload["stale"]} if "stale" in payload else {}
         claims.extend({**c, **stale} for c in payload["claims"])
     return claims

@@ -42,9 +42,10 @@ def markdown(report: dict) -> str:
                      f"{c['now_effect']:+.4g} | {c['committed_p']:.3g} → {c['now_p']:.3g} |")
     moves = {"mig": [abs(r["mig_now"] - r["mig_committed"]) for r in report["runs"]],
              "nll": [abs(r["nll_now"] - r["nll_committed"]) for r in report["runs"]]}
-    lines += ["", f"Per run, over {len(report['runs'])} runs: MIG moved by {min(moves['mig']):.3f}–"
-                  f"{max(moves['mig']):.3f} (median {sorted(moves['mig'])[len(moves['mig']) // 2]:.3f}), the "
-                  f"reconstruction NLL by {min(moves['nll']):.2f}–{max(moves['nll']):.2f} nats per image."]
+    median = sorted(moves["mig"])[len(moves["mig"]) // 2]
+    lines += ["", f"Per run, over {len(report['runs'])} runs: MIG moved by {min(moves['mig']):.2g}–"
+                  f"{max(moves['mig']):.2g} (median {median:.2g}), the reconstruction NLL by "
+                  f"{min(moves['nll']):.2g}–{max(moves['nll']):.2g} nats per image."]
     return "\n".join(lines) + "\n"
 
 

@@ -171,3 +171,15 @@ def test_expected_duration_sums_the_recorded_times_and_names_the_unmeasured():
     line = reproduce.expected_duration("preview", ["a", "b", "c"], {"a": 600.0, "b": 1200.0})
     assert line.startswith("[preview] 3 notebook(s): expected ≈ 30 min") and "no recorded time for c" in line
     assert "expected" not in reproduce.expected_duration("paper", ["a"], {})
+
+
+def test_a_scripts_record_beside_the_notebooks_results_is_not_read_as_claims(tmp_path, monkeypatch):
+    results = fake_results(tmp_path, monkeypatch)
+    claim = {"id": "x", "paper": "P", "claim": "c", "metric": "m", "paper_value": "v", "ours": 1.0,
+             "verdict": "reproduced", "rule": "r", "profile": "smoke", "notebook": "sbd_geometry"}
+    (results / "sbd_geometry.json").write_text(json.dumps({"notebook": "sbd_geometry", "claims": [claim]}))
+    # scripts/thread_check.py's record: claims of another shape, and no "notebook"
+    (results / "thread_check.json").write_text(json.dumps({"threads": 2, "claims": [{"id": "x", "now": "r"}]}))
+    assert [c["id"] for c in reproduce.load_results("smoke")] == ["x"]
+    reproduce.aggregate("smoke", {})
+    assert "1 reproduced" in (results / "scorecard.md").read_text()

@@ -248,66 +248,80 @@ def result(colour, kl) -> dict:
     return {"per_image_colour_error": colour, "per_image_kl": kl, "colour_error": colour.mean(), "kl": kl.mean()}
 
 
-def claim_of(full, gray, gates=None):
-    return colour.colour_claim(full, gray, SMOKE, seed=1, gates=gates)
+def seeds_of(full_colour, gray_colour, full_kl, gray_kl, images=10):
+    """Per seed, the two models' results with the given per-seed means (constant over the images)."""
+    return {seed: {"full": result([fc] * images, [fk] * images), "gray": result([gc] * images, [gk] * images)}
+            for seed, (fc, gc, fk, gk) in enumerate(zip(full_colour, gray_colour, full_kl, gray_kl))}
 
 
-def test_colour_claim_on_constructed_numbers():
-    rng = np.random.default_rng(0)
-    n = 60
-    full = result(0.2 + 0.02 * rng.standard_normal(n), 10 + rng.standard_normal(n))
-    # Gray context: lower colour error and more KL on every image.
-    better = result(full["per_image_colour_error"] - 0.05, full["per_image_kl"] + 3)
-    claim = claim_of(full, better, {"full": PASSING_GATE, "gray": PASSING_GATE})
+def gates_of(per_seed, **overrides):
+    return {s: {c: {**PASSING_GATE, **overrides.get(f"{c}{s}", {})} for c in colour.COLOUR_CONTEXTS} for s in per_seed}
+
+
+FULL_COLOUR = [0.080, 0.075, 0.090, 0.070, 0.085]
+FULL_KL = [7.0, 7.5, 6.8, 7.2, 7.9]
+
+
+def test_colour_claim_over_seeds_on_constructed_numbers():
+    gray_colour = [c - 0.04 - 0.002 * i for i, c in enumerate(FULL_COLOUR)]
+    gray_kl = [k + 2 + 0.1 * i for i, k in enumerate(FULL_KL)]
+    per_seed = seeds_of(FULL_COLOUR, gray_colour, FULL_KL, gray_kl)
+    claim = colour.colour_claim(per_seed, SMOKE, gates_of(per_seed))
     assert claim.verdict == "reproduced" and claim.reason is None
-    assert claim.ours["images"] == n and claim.ours["p_colour"] < 1e-6 and claim.ours["p_kl"] < 1e-6
+    assert claim.ours["p_colour"] == pytest.approx(1 / 32) and claim.ours["p_kl"] == pytest.approx(1 / 32)
+    assert claim.ours["images"] == 10 and claim.ours["per_seed"]["0"] == {"colour_gain": 0.04, "kl_gain": 2.0}
     assert "Wilcoxon" in claim.rule and "both" in claim.rule
-    assert claim.test["colour"]["replicate"] == "image" and claim.test["kl"]["min_effect"] == colour.KL_MIN_EFFECT
-    assert claim.test["colour"]["min_effect"] == colour.COLOUR_MIN_EFFECT and claim.test["colour"]["n"] == n
-    assert claim.gate == {"runs": 2, "passed": 2, "collapsed": 0, "failed": {}}
-    assert claim.seeds == [1] and claim.budget["images_per_run"] == SMOKE.steps * SMOKE.batch_size
+    assert claim.test["colour"]["replicate"] == "seed pair" and claim.test["kl"]["min_effect"] == colour.KL_MIN_EFFECT
+    assert claim.test["colour"]["min_effect"] == colour.COLOUR_MIN_EFFECT and claim.test["colour"]["n"] == 5
+    assert claim.gate == {"runs": 10, "passed": 10, "collapsed": 0, "failed": {}}
+    assert claim.seeds == [0, 1, 2, 3, 4] and claim.budget["images_per_run"] == SMOKE.steps * SMOKE.batch_size
     assert claim.budget["paper_images_per_run"] == 200_000 * 100
     # Colour kept but less in z: the KL half is reversed, so the claim is not reproduced.
-    less_kl = result(better["per_image_colour_error"], full["per_image_kl"] - 1)
-    assert claim_of(full, less_kl).verdict == "not reproduced"
+    less_kl = seeds_of(FULL_COLOUR, gray_colour, FULL_KL, [k - 1.5 for k in FULL_KL])
+    assert colour.colour_claim(less_kl, SMOKE).verdict == "not reproduced"
     # Worse colours: not reproduced.
-    worse = result(full["per_image_colour_error"] + 0.05, full["per_image_kl"] + 3)
-    assert claim_of(full, worse).verdict == "not reproduced"
-    # Identical models: both gains are 0, significantly below their minimal effects — evidence against.
-    same = claim_of(full, full)
+    worse = seeds_of(FULL_COLOUR, [c + 0.05 for c in FULL_COLOUR], FULL_KL, gray_kl)
+    assert colour.colour_claim(worse, SMOKE).verdict == "not reproduced"
+    # Two identical decoders on every seed: gains of 0, significantly below both minimal effects.
+    same = colour.colour_claim(seeds_of(FULL_COLOUR, FULL_COLOUR, FULL_KL, FULL_KL), SMOKE)
     assert same.verdict == "not reproduced" and same.test["colour"]["p_below_min_effect"] < 0.05
 
 
 def test_colour_claim_is_inconclusive_when_a_half_is_not_significant():
-    # Both halves lean the claimed way, on four images only: neither test can reach p < 0.05 (p ≥ 1/16).
-    full = result([0.20, 0.22, 0.18, 0.21], [10.0, 11.0, 9.0, 10.5])
-    gray = result([0.15, 0.26, 0.12, 0.20], [13.0, 10.0, 12.0, 12.5])
-    claim = claim_of(full, gray)
+    # Four seeds that all lean the claimed way cannot reach p < 0.05 (the smallest p of four is 1/16).
+    four = seeds_of(FULL_COLOUR[:4], [c - 0.04 for c in FULL_COLOUR[:4]], FULL_KL[:4], [k + 2 for k in FULL_KL[:4]])
+    claim = colour.colour_claim(four, SMOKE)
     assert claim.verdict == "inconclusive" and claim.reason == "underpowered"
     assert claim.test["colour"]["mean_effect"] > 0 and claim.test["kl"]["mean_effect"] > 0
-    assert claim.power["needed"] > 4 and claim.power["unit"] == "images"
-    # A clear colour half and an undecided KL half: inconclusive, for the KL half's reason.
-    rng = np.random.default_rng(1)
-    full = result(0.2 + 0.02 * rng.standard_normal(40), 10 + rng.standard_normal(40))
-    kl_gain = np.random.default_rng(1).normal(0.5, 5.0, 40)   # mean ≈ 0.5 nats, scattered by 5
-    gray = result(full["per_image_colour_error"] - 0.05, full["per_image_kl"] + kl_gain)
-    claim = claim_of(full, gray)
+    assert claim.power["unit"] == "seed pairs"
+    # A clear colour half and a KL half that goes both ways: inconclusive, for the KL half's reason.
+    mixed = seeds_of(FULL_COLOUR, [c - 0.04 for c in FULL_COLOUR], FULL_KL, [k + d for k, d in
+                                                                            zip(FULL_KL, [3, -2.5, 2, -1, 1.5])])
+    claim = colour.colour_claim(mixed, SMOKE)
     assert claim.verdict == "inconclusive" and claim.reason == "underpowered"
-    assert claim.test["colour"]["p_claim"] < 1e-6 and claim.test["kl"]["p_claim"] >= 0.05
+    assert claim.test["colour"]["p_claim"] < 0.05 and claim.test["kl"]["p_claim"] >= 0.05
 
 
-def test_colour_claim_needs_both_runs_to_pass_their_gate():
-    rng = np.random.default_rng(0)
-    full = result(0.2 + 0.02 * rng.standard_normal(30), 10 + rng.standard_normal(30))
-    gray = result(full["per_image_colour_error"] - 0.05, full["per_image_kl"] + 3)
-    untrained = {**PASSING_GATE, "recon_nll": 500.0}       # no better than the renderer's mean image
-    claim = claim_of(full, gray, {"full": PASSING_GATE, "gray": untrained})
+def test_colour_claim_counts_a_seed_only_if_both_its_runs_pass_their_gate():
+    per_seed = seeds_of(FULL_COLOUR, [c - 0.04 for c in FULL_COLOUR], FULL_KL, [k + 2 for k in FULL_KL])
+    untrained = {"recon_nll": 500.0}       # no better than the renderer's mean image
+    claim = colour.colour_claim(per_seed, SMOKE, gates_of(per_seed, gray1=untrained, full3=untrained))
     assert claim.verdict == "inconclusive" and claim.reason == "under-trained"
-    assert claim.gate == {"runs": 2, "passed": 1, "collapsed": 0, "failed": {"reconstruction not better than the mean image": 1}}
+    assert claim.test["colour"]["n"] == 3 and claim.test["colour"]["dropped_by_gate"] == 2
+    assert claim.gate == {"runs": 10, "passed": 8, "collapsed": 0, "failed": {"reconstruction not better than the mean image": 2}}
     # A tiny KL is the measurement, not a gate failure: the gate has no KL check here.
     assert colour.colour_gate({**PASSING_GATE, "kl": 0.01}).passed
 
 
 def test_colour_claim_needs_the_same_images():
+    per_seed = {0: {"full": result([0.1, 0.2], [1, 2]), "gray": result([0.1, 0.2, 0.3], [1, 2, 3])}}
     with pytest.raises(ValueError, match="same images"):
-        claim_of(result([0.1, 0.2], [1, 2]), result([0.1, 0.2, 0.3], [1, 2, 3]))
+        colour.colour_claim(per_seed, SMOKE)
+
+
+def test_every_training_seed_trains_both_decoders():
+    p = colour.profile("preview")
+    assert colour.training_seeds(p, 2000) == [2000, 2001, 2002, 2003, 2004]
+    configs = colour.all_colour_configs(p, 2000)
+    assert [(c.seed, c.model.context) for c in configs[:2]] == [(2000, "full"), (2000, "gray")]
+    assert len(configs) == 10 and len({c.seed for c in configs}) == 5
