@@ -78,6 +78,8 @@ and more workers than GPUs share them evenly. On a Dask cluster, start one worke
 ``CUDA_VISIBLE_DEVICES`` — dask-cuda's ``LocalCUDACluster()`` does exactly that on one machine
 (``dask cuda worker tcp://scheduler:8786`` on each machine of a cluster) — and each worker's ``"cuda"`` is
 then its own GPU.
+On a SLURM cluster, ``python -m dvae_core.slurm`` (:mod:`dvae_core.slurm`) submits one job per GPU through
+dask-jobqueue, each one single-threaded worker with ``--gres=gpu:1``, and runs the notebooks against them.
 Without touching code, ``DVAE_SCHEDULER=tcp://scheduler:8786`` makes every sweep (and so every
 ``get_or_train_all`` in the notebooks, e.g. under ``python -m dvae_core.reproduce --profile paper``)
 run on that cluster, and ``DVAE_JOBS=N`` makes them use N local processes. The store path is

@@ -202,6 +202,8 @@ def widget_book(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "_config.yml", src / "_config.yml")
     (src / "book").mkdir()
     shutil.copytree(VENDOR, src / "book" / "vendor")
+    shutil.copytree(ROOT / "book" / "_ext", src / "book" / "_ext")  # the config's local extension
+    shutil.copy(ROOT / "book" / "references.bib", src / "book" / "references.bib")
     (src / "_toc.yml").write_text("format: jb-book\nroot: nb/widgets\n", encoding="utf8")
     (src / "nb").mkdir()
     model = "0123456789abcdef0123456789abcdef"
@@ -238,6 +240,30 @@ def test_every_toc_page_has_html(built, toc):
     missing = [f for f in toc_files(toc) if not (built / f"{f}.html").is_file()]
     assert not missing, f"TOC pages without HTML: {missing}"
     assert (built / "index.html").is_file()
+
+
+def test_every_notebook_page_opens_with_the_command_that_reruns_it(built, toc):
+    pages = [f for f in toc_files(toc) if f.startswith("notebooks/")]
+    assert pages
+    def visible_text(page: str) -> str:  # the words of the page, without the tags code literals are split into
+        html = (built / f"{page}.html").read_text(encoding="utf8")
+        return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+    for page in pages:
+        name = page.split("/", 1)[1]
+        assert f"Re-run this page: .venv/bin/python -m dvae_core.reproduce --profile preview --only {name}" \
+            in visible_text(page), page
+    offset = json.loads((ROOT / "results" / "preview" / "sbd_fig2_deconv_vs_sb.json").read_text())["seed_offset"]
+    assert f"--only sbd_fig2_deconv_vs_sb --seed {offset}" in visible_text("notebooks/sbd_fig2_deconv_vs_sb")
+
+
+def test_the_bibliography_lists_the_papers_and_the_chapters_cite_it(built):
+    references = (built / "book" / "references.html").read_text(encoding="utf8")
+    for title in ("Spatial Broadcast Decoder", "Disentangling by Factorising",
+                  "From Variational to Deterministic Autoencoders", "Variational Lossy Autoencoder"):
+        assert title in references, title
+    for chapter in ("sbd", "factorvae", "rae", "vlae"):
+        assert 'href="references.html#' in (built / "book" / f"{chapter}.html").read_text(encoding="utf8"), chapter
 
 
 def test_no_remote_scripts_or_stylesheets(built):
