@@ -91,21 +91,25 @@ def load_array(path: Path, key: str) -> np.ndarray:
 
 
 def check_inputs(codes: np.ndarray, factors: np.ndarray, codes_path, factors_path) -> tuple[np.ndarray, np.ndarray]:
-    if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.number):
-        raise ScoreInputError(f"{codes_path}: codes must be a numeric (n, d) array, got {codes.dtype} {codes.shape}")
-    if not np.isfinite(codes).all():
-        raise ScoreInputError(f"{codes_path}: codes contain NaN or inf")
-    if factors.ndim != 2 or factors.shape[1] < 1:
-        raise ScoreInputError(f"{factors_path}: factors must be an (n, K) array, got shape {factors.shape}")
-    if not np.issubdtype(factors.dtype, np.integer) and not (np.isfinite(factors).all()
-                                                             and (factors == np.round(factors)).all()):
-        raise ScoreInputError(f"{factors_path}: factors must hold integer classes, got {factors.dtype} values")
+    """The metrics' own checks (:func:`~dvae_core.metrics.encode.as_codes`, MIG's factor check), with the file
+    named, and the two that only files need: the same rows in both, and enough of them to split."""
+    from dvae_core.metrics.encode import as_codes
+    from dvae_core.metrics.mig import _as_factors
+
+    try:
+        codes = as_codes(codes)
+    except (ValueError, TypeError) as error:
+        raise ScoreInputError(f"{codes_path}: {error}") from None
+    try:
+        factors = _as_factors(factors)
+    except (ValueError, TypeError) as error:
+        raise ScoreInputError(f"{factors_path}: {error}") from None
     if len(codes) != len(factors):
         raise ScoreInputError(f"{codes_path} has {len(codes)} rows and {factors_path} {len(factors)}: "
                               f"they must be the same points in the same order")
     if len(codes) < 3:
         raise ScoreInputError(f"{codes_path}: {len(codes)} rows are too few to split into training and test points")
-    return codes.astype(np.float64), factors.astype(np.int64)
+    return codes, factors
 
 
 def split(n: int, num_train: int, num_test: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

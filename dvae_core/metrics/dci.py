@@ -52,13 +52,8 @@ def importance_matrix(codes_train, factors_train, codes_test, factors_test,
     ``classifier`` makes a fresh scikit-learn classifier with ``feature_importances_`` (default
     ``GradientBoostingClassifier(random_state=0)``).
     """
-    codes_train, codes_test = as_codes(codes_train, name="codes_train"), as_codes(codes_test, name="codes_test")
-    factors_train, factors_test = _as_factors(factors_train), _as_factors(factors_test)
-    _check_split(codes_train, factors_train, "train")
-    _check_split(codes_test, factors_test, "test")
-    if codes_train.shape[1] != codes_test.shape[1] or factors_train.shape[1] != factors_test.shape[1]:
-        raise ValueError(f"train and test differ in width: codes {codes_train.shape[1]} vs {codes_test.shape[1]}, "
-                         f"factors {factors_train.shape[1]} vs {factors_test.shape[1]}")
+    codes_train, factors_train, codes_test, factors_test = as_splits(codes_train, factors_train, codes_test,
+                                                                     factors_test)
     make = classifier or (lambda: GradientBoostingClassifier(random_state=0))
     num_codes, num_factors = codes_train.shape[1], factors_train.shape[1]
     importance = np.zeros((num_codes, num_factors))
@@ -111,7 +106,17 @@ def dci(codes_train, factors_train, codes_test, factors_test, classifier=None) -
             "importance": importance}
 
 
-def _check_split(codes: np.ndarray, factors: np.ndarray, split: str) -> None:
-    if codes.shape[0] != factors.shape[0]:
-        raise ValueError(f"codes_{split} and factors_{split} must have the same number of rows, "
-                         f"got {codes.shape[0]} and {factors.shape[0]}")
+def as_splits(codes_train, factors_train, codes_test, factors_test):
+    """The training and test points of a metric fitted on one split and scored on the other (DCI, SAP): codes
+    as float64 (n, d) and factors as int64 (n, K), checked to match in rows within a split and in widths
+    across the two."""
+    codes_train, codes_test = as_codes(codes_train, name="codes_train"), as_codes(codes_test, name="codes_test")
+    factors_train, factors_test = _as_factors(factors_train), _as_factors(factors_test)
+    for split, codes, factors in (("train", codes_train, factors_train), ("test", codes_test, factors_test)):
+        if codes.shape[0] != factors.shape[0]:
+            raise ValueError(f"codes_{split} and factors_{split} must have the same number of rows, "
+                             f"got {codes.shape[0]} and {factors.shape[0]}")
+    if codes_train.shape[1] != codes_test.shape[1] or factors_train.shape[1] != factors_test.shape[1]:
+        raise ValueError(f"train and test differ in width: codes {codes_train.shape[1]} vs {codes_test.shape[1]}, "
+                         f"factors {factors_train.shape[1]} vs {factors_test.shape[1]}")
+    return codes_train, factors_train, codes_test, factors_test

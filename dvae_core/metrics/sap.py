@@ -35,9 +35,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
-from dvae_core.metrics.dci import _check_split
-from dvae_core.metrics.encode import as_codes
-from dvae_core.metrics.mig import _as_factors
+from dvae_core.metrics.dci import as_splits
 
 #: disentanglement_lib ``sap_score.num_train`` / ``sap_score.num_test``.
 DEFAULT_NUM_TRAIN, DEFAULT_NUM_TEST = 10000, 5000
@@ -46,10 +44,8 @@ DEFAULT_NUM_TRAIN, DEFAULT_NUM_TEST = 10000, 5000
 def score_matrix(codes_train, factors_train, codes_test, factors_test,
                  continuous_factors: bool = False) -> np.ndarray:
     """S (d, K): test accuracy of a linear SVM on each single code dimension for each factor (or R² if continuous)."""
-    codes_train, codes_test = as_codes(codes_train, name="codes_train"), as_codes(codes_test, name="codes_test")
-    factors_train, factors_test = _as_factors(factors_train), _as_factors(factors_test)
-    _check_split(codes_train, factors_train, "train")
-    _check_split(codes_test, factors_test, "test")
+    codes_train, factors_train, codes_test, factors_test = as_splits(codes_train, factors_train, codes_test,
+                                                                     factors_test)
     num_codes, num_factors = codes_train.shape[1], factors_train.shape[1]
     scores = np.zeros((num_codes, num_factors))
     for k in range(num_factors):
