@@ -122,16 +122,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot write {type(value).__name__} to a results file")
-
-
-def claims_frame(claims: Sequence[Claim]):
-    """The claims as a pandas DataFrame, for display in a notebook: verdict, why, and the budget."""
-    import pandas as pd
-
-    rows = []
-    for c in claims:
-        verdict = c.verdict + (f" ({c.reason})" if c.reason else "") + (" [check]" if c.kind == "check" else "")
-        budget = f"{c.budget['ratio']:.2g} × paper" if c.budget else "—"
-        rows.append({"id": c.id, "verdict": verdict, "why": c.explanation, "paper": c.paper_value,
-                     "training budget": budget})
-    return pd.DataFrame(rows).set_index("id")

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from dvae_core.profiles import PROFILES, check_profile
 from dvae_core.infra import GENERATED_DIR, REPO_ROOT, RESULTS_DIR, atomic_write_text, resolve_device
+from dvae_core import verdicts
+from dvae_core.rules import VERDICTS
 from dvae_core.papers import PAPERS, paper_of_notebook
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -38,8 +40,6 @@ TOC_FILE = REPO_ROOT / "_toc.yml"
 BOOK_PROFILE = "preview"
 # Lines that delimit the claims table in the scorecard page, so the landing page can include it.
 CLAIMS_START, CLAIMS_END = "% claims:start", "% claims:end"
-VERDICT_BADGE = {"reproduced": "bdg-success", "not reproduced": "bdg-danger", "inconclusive": "bdg-warning"}
-CHECK_BADGE = {"passed": "bdg-success", "failed": "bdg-danger"}
 
 
 def is_check(claim: dict) -> bool:
@@ -53,7 +53,7 @@ def tally(claims: list[dict]) -> str:
     checks = [c for c in claims if is_check(c)]
     parts = []
     if reproductions:
-        parts.append(", ".join(f"{sum(c['verdict'] == v for c in reproductions)} {v}" for v in VERDICT_BADGE))
+        parts.append(", ".join(f"{sum(c['verdict'] == v for c in reproductions)} {v}" for v in VERDICTS))
     if checks:
         parts.append(f"{sum(c['verdict'] == 'passed' for c in checks)} of {len(checks)} checks passed")
     return "; ".join(parts) or "no claim"
@@ -162,20 +162,6 @@ def paper_rank(notebook: str) -> int:
     return PAPERS.index(owner) if owner is not None else len(PAPERS)
 
 
-def _compact(value, nested: bool = False) -> str:
-    """A claim's value for a table cell: scalars of a dict, and one level of nested dicts (per-model
-    numbers) as ``name: a 1, b 2``; lists (per-seed values) are left to the results file."""
-    if isinstance(value, dict):
-        if nested:
-            return ", ".join(f"{k} {_compact(v)}" for k, v in value.items() if not isinstance(v, (list, dict)))
-        parts = [f"{k}: {_compact(v, nested=True)}" if isinstance(v, dict) else f"{k} {_compact(v)}"
-                 for k, v in value.items() if not isinstance(v, list)]
-        return "; ".join(parts)
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
 def notebook_title(name: str) -> str:
     """The first ``# heading`` of ``notebooks/<name>.ipynb`` (the link text readers see), else ``name``."""
     path = NOTEBOOKS_DIR / f"{name}.ipynb"
@@ -188,75 +174,81 @@ def notebook_title(name: str) -> str:
     return name
 
 
-def verdict_cell(c: dict) -> str:
-    """The coloured verdict, its reason (for an inconclusive one) and the sentence with its numbers."""
-    badges = CHECK_BADGE if is_check(c) else VERDICT_BADGE
-    cell = "{" + badges[c["verdict"]] + "}`" + c["verdict"] + "`"
-    if c.get("reason"):
-        cell += f" ({c['reason']})"
-    if c.get("explanation"):
-        cell += f": {c['explanation']}"
-    if c.get("stale"):
-        cell += f" (stale: {c['stale']})"
-    return cell
+def scale_banner(claims: list[dict], profile: str, results_dir: Path = RESULTS_DIR) -> str:
+    """The admonition that says at what scale the numbers were computed: the profile, the range of training
+    images per run against the papers', and whether any run of the ``paper`` profile is on record."""
+    shares = sorted({c["budget"]["paper_images_per_run"] / c["budget"]["images_per_run"]
+                     for c in claims if not is_check(c) and c.get("budget") and c["budget"].get("images_per_run")})
+    paper_claims = [c for path in sorted((results_dir / "paper").glob("*.json")) if path.name != "scorecard.json"
+                    for c in read_json(path).get("claims", [])]
+    lines = [":::{important}", f"Every number on this page comes from the **`{profile}`** profile."]
+    if profile != "paper" and shares:
+        low, high = shares[0], shares[-1]
+        span = f"1/{low:,.0f}" if low == high else f"between 1/{high:,.0f} and 1/{low:,.0f}"
+        lines.append(f"Its models saw {span} of the training images the papers' models saw, on 2 CPU cores: a "
+                     f"verdict says what holds at that scale, and a number beside the paper's is comparable in "
+                     f"direction, not in value.")
+    if paper_claims:
+        lines.append(f"The `paper` profile (the papers' own settings, for a GPU) has results for "
+                     f"{len(paper_claims)} claims in `results/paper/`.")
+    else:
+        lines.append("No run of the `paper` profile (the papers' own settings, for a GPU) is on record: "
+                     "`results/paper/` holds no claims.")
+    return "\n".join(lines + [":::"])
 
 
-def budget_cell(c: dict) -> str:
-    budget = c.get("budget")
-    return f"{budget['images_per_run']:,} ({budget['ratio']:.2g} ×)" if budget else "—"
-
-
-def scorecard_markdown(claims: list[dict], timings: dict[str, float], profile: str) -> str:
-    """The scorecard page: the reproductions (paper value, ours, verdict with its reason and numbers,
-    training images per run against the paper's, notebook), then the checks of metrics on constructed codes.
-
-    The summary lines and the tables sit between ``CLAIMS_START`` and ``CLAIMS_END`` (MyST comments),
-    which the landing page includes.
-    """
-    reproductions = [c for c in claims if not is_check(c)]
-    checks = [c for c in claims if is_check(c)]
-    counts = {v: sum(c["verdict"] == v for c in reproductions) for v in VERDICT_BADGE}
-    per_paper = []
+def paper_counts(claims: list[dict]) -> list[str]:
+    """Per paper, in registry order, a list item linking its chapter: its reproductions by verdict and its
+    checks (a list, not a table: it stays readable on a phone)."""
+    lines = []
     for entry in PAPERS:
         mine = [c for c in claims if entry.owns(c["notebook"])]
         if mine:
-            per_paper.append(f"- {entry.title}: {tally(mine)}")
+            lines.append(f"- [{entry.title}]({entry.chapter.split('/')[-1]}.md): {tally(mine)}")
+    return lines
+
+
+def scorecard_markdown(claims: list[dict], timings: dict[str, float], profile: str) -> str:
+    """The scorecard page: the scale banner and the counts (between ``CLAIMS_START`` and ``CLAIMS_END``,
+    which the landing page includes), then every claim as a card of :mod:`dvae_core.verdicts`, grouped by
+    paper and notebook in book order, the checks of metrics on constructed codes apart, then wall times."""
+    reproductions = [c for c in claims if not is_check(c)]
+    checks = [c for c in claims if is_check(c)]
+    counts = {v: sum(c["verdict"] == v for c in reproductions) for v in VERDICTS}
     passed = sum(c["verdict"] == "passed" for c in checks)
     lines = [
         "# Scorecard", "",
-        "Every claim the book checks, with the paper's value, ours and the verdict computed by code",
-        f"(profile `{profile}`). Generated by `python -m dvae_core.reproduce --profile {profile}` from",
-        f"`results/{profile}/`; do not edit by hand. The rules are the same for every claim: see",
-        "{ref}`How verdicts work <how-verdicts>`.", "",
+        "Every claim the book checks, paper by paper in the book's order: the verdict computed by code, the",
+        "claim, our number and the paper's, why an inconclusive verdict is inconclusive, and the rule. Generated",
+        f"by `python -m dvae_core.reproduce --profile {profile}` from `results/{profile}/`; do not edit by hand.",
+        "The rules are the same for every claim: see {ref}`How verdicts work <how-verdicts>`.", "",
         CLAIMS_START,
+        scale_banner(claims, profile), "",
         f"**{counts['reproduced']} reproduced, {counts['not reproduced']} not reproduced, "
         f"{counts['inconclusive']} inconclusive** out of {len(reproductions)} reproduction claims"
         + (f"; **{passed} of {len(checks)} checks** of a metric on constructed codes passed (counted apart: "
-           f"they re-run no experiment)." if checks else "."), "", *per_paper,
-        *([""] if per_paper else []),
-        "| claim | paper | ours | verdict | images per run (× paper) | notebook |", "|---|---|---|---|---|---|",
+           f"they re-run no experiment)." if checks else "."), "",
+        *(paper_counts(claims) if claims else []),
+        CLAIMS_END, "",
     ]
-    for c in reproductions:
-        lines.append(_row(c))
-    if not reproductions:
-        lines.append("| no claim measured yet | | | | | |")
-    if checks:
-        lines += ["", "Checks of a metric on constructed codes:", "",
-                  "| check | paper | ours | verdict | | notebook |", "|---|---|---|---|---|---|"]
-        lines += [_row(c) for c in checks]
-    lines.append(CLAIMS_END)
+    if not claims:
+        lines.append("No claim measured yet.")
+    for entry in [*PAPERS, None]:
+        mine = [c for c in claims if (entry.owns(c["notebook"]) if entry else paper_of_notebook(c["notebook"]) is None)]
+        if not mine:
+            continue
+        lines += [f"## {entry.title if entry else 'Other notebooks'}", "", tally(mine) + ".", ""]
+        for notebook in dict.fromkeys(c["notebook"] for c in mine):  # book order, each once
+            group = [c for c in mine if c["notebook"] == notebook]
+            checks_only = all(is_check(c) for c in group)
+            lines += [f"### [{notebook_title(notebook)}](../notebooks/{notebook}.ipynb)", ""]
+            if checks_only:
+                lines += ["Checks of a metric on constructed codes: counted apart from the reproductions.", ""]
+            lines.append(verdicts.to_myst([verdicts.view(c) for c in group]))
     if timings:
-        lines += ["", "## Wall time per notebook", "", "| notebook | minutes |", "|---|---|"]
+        lines += ["## Wall time per notebook", "", "| notebook | minutes |", "|---|---:|"]
         lines += [f"| {name} | {seconds / 60:.1f} |" for name, seconds in sorted(timings.items())]
-    return "\n".join(lines) + "\n"
-
-
-def _row(c: dict) -> str:
-    link = f"[{notebook_title(c['notebook'])}](../notebooks/{c['notebook']}.ipynb)"
-    # a zero-width space after each "_" lets names like factor_vae_eval wrap in a narrow column
-    cells = [c["claim"], _compact(c["paper_value"]), _compact(c["ours"]).replace("_", "_\u200b"), verdict_cell(c),
-             budget_cell(c) if not is_check(c) else "", link]
-    return "| " + " | ".join(cell.replace("|", "/").replace("\n", " ") for cell in cells) + " |"
+    return "\n".join(lines).rstrip() + "\n"
 
 
 # --------------------------------------------------------------------------- generated book fragments
@@ -380,14 +372,25 @@ def gallery_markdown(figures: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gallery_path(paper_key: str) -> Path:
+    """The figure gallery its chapter page includes: ``book/_generated/gallery-<paper>.md``."""
+    return GENERATED_DIR / f"gallery-{paper_key}.md"
+
+
+def chapter_galleries(figures: list[dict]) -> dict[str, str]:
+    """Paper key → the gallery of its notebooks' figures, in book order."""
+    return {entry.key: gallery_markdown([f for f in figures if entry.owns(f["notebook"])]) for entry in PAPERS}
+
+
 def write_book_fragments(profile: str) -> None:
     """Regenerate what the hand-written pages include, for the book's profile only (a smoke or paper run
-    changes no committed file): the timings table (every profile's committed times) and the figure gallery
-    from the executed notebooks."""
+    changes no committed file): the timings table (every profile's committed times) and each chapter's
+    figure gallery from the executed notebooks."""
     if profile != BOOK_PROFILE:
         return
     atomic_write_text(GENERATED_DIR / "timings.md", timings_markdown())
-    atomic_write_text(GENERATED_DIR / "gallery.md", gallery_markdown(export_figures(book_notebooks())))
+    for key, page in chapter_galleries(export_figures(book_notebooks())).items():
+        atomic_write_text(gallery_path(key), page)
 
 
 def aggregate(profile: str, timings: dict[str, float]) -> dict:

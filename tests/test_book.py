@@ -257,6 +257,28 @@ def test_every_notebook_page_opens_with_the_command_that_reruns_it(built, toc):
     assert f"--only sbd_fig2_deconv_vs_sb --seed {offset}" in visible_text("notebooks/sbd_fig2_deconv_vs_sb")
 
 
+def test_notebook_pages_show_their_verdicts_and_deviations(built, toc):
+    """Each notebook page with claims lists its verdicts under the title and ends with their cards (the
+    results file's claims, by dvae_core.verdicts); a notebook that trains folds its preview-vs-paper table;
+    papermill's injected parameters cell is not shown; the imports and parameters cells are folded."""
+    for page in [f for f in toc_files(toc) if f.startswith("notebooks/")]:
+        name = page.split("/", 1)[1]
+        html = (built / f"{page}.html").read_text(encoding="utf8")
+        assert "tag_injected-parameters" not in html, page
+        # the imports cell folds whole, or only its code where its output is the page's table (hide-input)
+        folded = html.count("tag_hide-cell") + html.count("tag_hide-input")
+        assert folded >= 2, f"{page}: the parameters and imports cells are not folded"
+        results = ROOT / "results" / "preview" / f"{name}.json"
+        claims = json.loads(results.read_text())["claims"] if results.exists() else []
+        for claim in claims:
+            assert f'id="claim-{claim["id"]}"' in html and f'href="#claim-{claim["id"]}"' in html, (page, claim["id"])
+        if claims:
+            assert "verdicts-at-a-glance" in html and html.count('class="verdict-card verdict-') == len(claims), page
+    fig2 = (built / "notebooks" / "sbd_fig2_deconv_vs_sb.html").read_text(encoding="utf8")
+    assert '<details class="deviations">' in fig2 and "<td>image size (pixels)</td><td>32</td><td>64</td>" in fig2
+    assert "dvae.css" in fig2
+
+
 def test_the_bibliography_lists_the_papers_and_the_chapters_cite_it(built):
     references = (built / "book" / "references.html").read_text(encoding="utf8")
     for title in ("Spatial Broadcast Decoder", "Disentangling by Factorising",
@@ -384,7 +406,8 @@ PAGE_PROBE = r"""
     fonts: fonts.length,
     fontFailures: fontFailures,
     title: document.title,
-    images: images.map(i => ({src: (i.currentSrc || i.src).slice(0, 120), width: i.naturalWidth})),
+    images: images.map(i => ({src: (i.currentSrc || i.src).slice(0, 120), width: i.naturalWidth,
+                              alt: i.getAttribute('alt') || ''})),
     math: math.length,
     mathTypeset: math.filter(m => m.querySelector('mjx-container')).length,
     mjx: document.querySelectorAll('mjx-container').length,
@@ -608,6 +631,61 @@ def test_browser_every_image_loads(rendered):
     assert any(r["probe"]["images"] for r in rendered.values()), "no page has an image at all"
 
 
+def test_browser_every_image_has_alt_text(rendered):
+    """Every image says what it shows: no empty alt, and not a file name (myst-nb's default)."""
+    def file_name(alt: str) -> bool:
+        return not alt.strip() or bool(re.match(r"^\S*\.(png|jpe?g|svg|gif)$", alt.strip(), re.IGNORECASE))
+
+    bad = [f"{page}: {img['src']} alt={img['alt']!r}" for page, r in rendered.items() for img in r["probe"]["images"]
+           if file_name(img["alt"])]
+    assert not bad, "images without a meaningful alt text:\n" + "\n".join(bad[:20])
+
+
+PHONE_PROBE = """
+(() => {
+  const width = document.documentElement.clientWidth;
+  const outside = sel => Array.from(document.querySelectorAll(sel))
+    .filter(e => e.getBoundingClientRect().right > width + 1).length;
+  return {width: width, scrollWidth: document.documentElement.scrollWidth,
+          cards: document.querySelectorAll('.verdict-card').length,
+          badges: document.querySelectorAll('.verdict-card .sd-badge, .verdict-badge').length,
+          cardsOutside: outside('.verdict-card'), badgesOutside: outside('.verdict-card .sd-badge, .verdict-badge'),
+          height: Math.ceil(document.documentElement.scrollHeight)};
+})()
+"""
+
+
+def test_browser_scorecard_and_a_notebook_page_read_on_a_phone(built, browser):
+    """At 414 px (a phone) every verdict card and badge is on screen and nothing scrolls sideways; a
+    screenshot of the scorecard goes to ``<build>/_screenshots/scorecard-414.png``."""
+    session = browser.new_page()
+    browser.send("Emulation.setDeviceMetricsOverride", {"width": 414, "height": 900, "deviceScaleFactor": 1,
+                                                        "mobile": True}, session)
+    for page in ("book/scorecard", "notebooks/sbd_fig2_deconv_vs_sb"):
+        _, errors, requests = browser.visit(session, (built / f"{page}.html").as_uri())
+        assert not errors and not requests, (page, errors, requests)
+        probe = browser.send("Runtime.evaluate", {"expression": PHONE_PROBE, "returnByValue": True},
+                             session)["result"]["value"]
+        assert probe["cards"] and probe["badges"] >= probe["cards"], (page, probe)
+        assert probe["cardsOutside"] == 0 and probe["badgesOutside"] == 0, (page, probe)
+        assert probe["scrollWidth"] <= probe["width"] + 1, f"{page} scrolls sideways at 414 px: {probe}"
+        if page == "book/scorecard":
+            shot = built / "_screenshots" / "scorecard-414.png"
+            height = min(probe["height"], 4000)
+            browser.send("Emulation.setDeviceMetricsOverride", {"width": 414, "height": height,
+                                                                "deviceScaleFactor": 1, "mobile": True}, session)
+            import base64
+
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            shot.write_bytes(base64.b64decode(browser.send("Page.captureScreenshot", {"format": "png"},
+                                                           session)["data"]))
+            copy = ROOT / "_build" / "screenshots" / shot.name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, copy)
+            browser.send("Emulation.setDeviceMetricsOverride", {"width": 414, "height": 900,
+                                                                "deviceScaleFactor": 1, "mobile": True}, session)
+
+
 def test_browser_math_is_typeset(rendered):
     with_math = {p: r["probe"] for p, r in rendered.items() if r["probe"]["math"]}
     assert "book/sbd.html" in with_math, "the SBD chapter opener has math"
@@ -654,12 +732,14 @@ def test_generated_fragments_match_results_and_notebooks(tmp_path):
     from dvae_core import reproduce
 
     figures = reproduce.export_figures(reproduce.book_notebooks(), tmp_path)
-    gallery = reproduce.gallery_markdown(figures).replace(
-        tmp_path.relative_to(tmp_path.anchor).as_posix(), "book/_generated/figures")
     regenerate = ("regenerate with `.venv/bin/python -c \"from dvae_core.reproduce import write_book_fragments; "
                   "write_book_fragments('preview')\"` (or any `reproduce --profile preview` run)")
-    committed = ROOT / "book" / "_generated" / "gallery.md"
-    assert committed.exists() and committed.read_text() == gallery, f"book/_generated/gallery.md is stale: {regenerate}"
+    for key, gallery in reproduce.chapter_galleries(figures).items():
+        gallery = gallery.replace(tmp_path.relative_to(tmp_path.anchor).as_posix(), "book/_generated/figures")
+        committed = reproduce.gallery_path(key)
+        assert committed.exists() and committed.read_text() == gallery, f"{committed} is stale: {regenerate}"
+        chapter = ROOT / next(p for p in reproduce.PAPERS if p.key == key).chapter
+        assert f"_generated/gallery-{key}.md" in chapter.with_suffix(".md").read_text(), f"{chapter} has no gallery"
     for f in figures:
         target = ROOT / "book" / "_generated" / "figures" / f["png"].name
         assert target.exists() and target.read_bytes() == f["png"].read_bytes(), f"{target} is stale: {regenerate}"

@@ -131,51 +131,127 @@ def test_the_table_trains_every_model_on_each_seed_and_scores_it_on_its_own():
     assert list(frame["seeds"].unique()) == [5] and frame["sd over seeds"].notna().all()
 
 
-def sweep_rows(kls, fields=(4, 10, 17, 31, 46, 60, 77, 95), **gate):
-    return [{"model": "vlae", "receptive_field": rf, "kl": kl, "window": (rf, 1), "nll": 0.0, "nll_se": 0.0,
-             "elbo": -250.0, "untrained_elbo": -545.0, "recon_nll": 240.0, "mean_image_nll": 400.0,
-             **{k: v[i] for k, v in gate.items()}}
-            for i, (rf, kl) in enumerate(zip(fields, kls))]
+FIELDS = (4, 10, 17, 31)  # the receptive fields of the preview's four windows
+
+
+def sweep_rows(kls_by_seed, fields=FIELDS, first_seed=100, **gate):
+    """Evaluation rows of a receptive-field sweep: ``kls_by_seed[i]`` are seed ``first_seed + i``'s KLs, one per
+    receptive field. Every run passes its learning gate unless ``gate`` gives, per gate number, a
+    {(seed index, window index): value} override."""
+    rows = []
+    for i, kls in enumerate(kls_by_seed):
+        for j, (rf, kl) in enumerate(zip(fields, kls)):
+            row = {"model": "vlae", "seed": first_seed + i, "receptive_field": rf, "kl": kl, "window": (rf, 1),
+                   "nll": 240.0 - j, "nll_se": 1.0, "elbo": -250.0, "untrained_elbo": -545.0, "recon_nll": 240.0,
+                   "mean_image_nll": 400.0}
+            row.update({k: v[i, j] for k, v in gate.items() if (i, j) in v})
+            rows.append(row)
+    return rows
 
 
 def trend_claim(rows, cost=None):
-    return vlae.receptive_field_claim(rows, SMOKE, seed=0, cost=cost)
+    return vlae.receptive_field_claim(rows, SMOKE, cost=cost)
 
 
-def test_receptive_field_trend_on_four_points_is_underpowered():
-    # the preview's sweep: one swap of neighbours, ρ = −0.8 exactly, p = 4/24 (no rounding onto a threshold)
-    cost = rules.Cost(cpu_seconds=360.0, gpu_seconds=30.0)
-    claim = trend_claim(sweep_rows([9.672, 8.965, 8.451, 8.73]), cost)
-    assert claim.verdict == "inconclusive" and claim.reason == "underpowered"
-    assert claim.ours["spearman_rho"] == -0.8 and claim.test["p_claim"] == pytest.approx(4 / 24, abs=1e-4)
-    assert claim.power["needed"] == 9 and claim.power["more"] == 5
-    assert claim.power["cpu_hours"] == pytest.approx(0.5) and claim.power["gpu_minutes"] == pytest.approx(2.5)
-    # no four-point sweep short of a perfectly monotone one can reproduce: the smallest p is 1/4! ≈ 0.042
-    import itertools
-    for order in itertools.permutations([20, 15, 12, 8]):
-        verdict = trend_claim(sweep_rows(order)).verdict
-        assert verdict == ("reproduced" if list(order) == [20, 15, 12, 8] else
-                           "not reproduced" if list(order) == [8, 12, 15, 20] else "inconclusive")
-    assert trend_claim(sweep_rows([20, 8, 15, 12])).reason == "underpowered"
+def falling(seeds=5, noise=0.0, rng=None):
+    """KLs that fall with the window on every seed (plus a per-run noise of sd ``noise``)."""
+    rng = rng or np.random.default_rng(0)
+    return [list(np.array([10.0, 9.0, 8.5, 8.2]) + 0.3 * s + rng.normal(0, noise, 4)) for s in range(seeds)]
 
 
-def test_receptive_field_trend_on_eight_points():
-    assert trend_claim(sweep_rows([20, 18, 15, 14, 12, 10, 9, 8])).verdict == "reproduced"
-    assert trend_claim(sweep_rows([20, 18, 15, 14, 12, 10, 9, 8][::-1])).verdict == "not reproduced"
-    flat = trend_claim(sweep_rows([12, 9, 14, 10, 13, 8, 12, 11]))
-    assert flat.verdict == "inconclusive" and flat.reason == "underpowered"
+def test_the_sweep_trains_every_window_on_each_seed():
+    configs = vlae.seeded_sweep_configs(SMOKE, seed=7)
+    assert [c.seed for c in configs] == [7, 7, 8, 8]
+    assert [tuple(c.model.pixelcnn_window) for c in configs] == list(SMOKE.windows) * 2
+    assert configs[:2] == vlae.sweep_configs(SMOKE, 7)     # seed 7's runs are the one-seed sweep's: reused
+    assert vlae.profile("preview").training_seeds == 5     # 5 seeds all falling give p = 1/32 < 0.05
+    from dvae_core.papers.factorvae.tradeoff import MIN_TC_FALL_RHO
+    assert vlae.MIN_KL_FALL_RHO == MIN_TC_FALL_RHO          # one minimal effect for a per-replicate ρ
+    # ρ exact enough that equal trends of two seeds tie in the signed-rank test; two windows give the direction
+    assert vlae.spearman_rho(FIELDS, [10.0, 9.0, 8.2, 8.5]) == -0.8 and vlae.spearman_rho([4, 17], [3.0, 2.0]) == -1.0
+    assert np.isnan(vlae.spearman_rho([4], [3.0])) and np.isnan(vlae.spearman_rho(FIELDS, [9.0] * 4))
 
 
-def test_receptive_field_trend_drops_runs_that_fail_their_gate():
-    kls = [20, 18, 15, 14, 12]
-    # the fifth run is no better than untrained: it leaves the trend, four monotone points remain
-    rows = sweep_rows(kls, elbo=[-250.0] * 4 + [-600.0])
+def test_kl_falling_with_the_window_on_every_seed_is_reproduced_over_seeds():
+    # one swap of neighbours on two seeds (ρ = −0.8): each seed alone could not decide (p = 4/24), five can
+    kls = falling()
+    kls[1] = [10.0, 9.0, 8.2, 8.5]
+    kls[3] = [9.0, 10.0, 8.5, 8.2]
+    cost = rules.Cost(cpu_seconds=1440.0, gpu_seconds=120.0)
+    claim = trend_claim(sweep_rows(kls), cost)
+    assert claim.verdict == "reproduced" and claim.reason is None
+    assert claim.test["test"] == "exact Wilcoxon signed-rank test of −ρ over seeds" and claim.test["replicate"] == "seed"
+    assert claim.test["n"] == 5 and claim.test["p_claim"] == pytest.approx(1 / 32)
+    assert claim.test["min_effect"] == vlae.MIN_KL_FALL_RHO
+    assert claim.ours["per_seed_rho"] == {"100": -1.0, "101": -0.8, "102": -1.0, "103": -0.8, "104": -1.0}
+    assert claim.ours["median_rho"] == -1.0 and claim.ours["seeds_falling"] == 5
+    assert claim.ours["receptive_field"] == list(FIELDS) and claim.ours["windows"] == ["4×1", "10×1", "17×1", "31×1"]
+    assert claim.ours["mean_kl"][0] == pytest.approx(np.mean([k[0] for k in kls]), abs=1e-3)
+    assert claim.seeds == [100, 101, 102, 103, 104]
+    assert claim.gate == {"runs": 20, "passed": 20, "collapsed": 0, "failed": {}}
+    assert claim.budget["images_per_run"] == SMOKE.steps * SMOKE.batch_size
+    # rising on every seed: the reverse is significant
+    assert trend_claim(sweep_rows([k[::-1] for k in kls])).verdict == "not reproduced"
+    # a near-empty code at the largest window is the claim's prediction, not a collapsed run: KL is not gated
+    empty = falling()
+    for k in empty:
+        k[-1] = 0.2
+    assert trend_claim(sweep_rows(empty)).verdict == "reproduced"
+
+
+def test_no_trend_over_seeds_is_not_reproduced_or_inconclusive_by_the_rule():
+    # KLs in a random order on every seed: ρ of either sign, no direction significant
+    rng = np.random.default_rng(3)
+    noise = [list(rng.permutation([10.0, 9.0, 8.5, 8.2])) for _ in range(5)]
+    rhos = [vlae.spearman_rho(FIELDS, k) for k in noise]
+    claim = trend_claim(sweep_rows(noise))
+    assert claim.ours["per_seed_rho"] == {str(100 + i): pytest.approx(r) for i, r in enumerate(rhos)}
+    assert claim.verdict in ("inconclusive", "not reproduced")
+    assert claim.test["p_claim"] >= rules.ALPHA
+    # flat to weakly falling on every seed (ρ between −0.2 and +0.2): significantly below the minimal effect 0.3
+    weak = [[8.0 + r for r in ranks] for ranks in ([2, 4, 1, 3], [2, 3, 4, 1], [4, 1, 2, 3], [1, 4, 3, 2], [3, 1, 4, 2])]
+    assert [vlae.spearman_rho(FIELDS, k) for k in weak] == pytest.approx([0.0, -0.2, -0.2, 0.2, 0.0])
+    below = trend_claim(sweep_rows(weak))
+    assert below.verdict == "not reproduced" and below.test["p_below_min_effect"] < rules.ALPHA
+    # falling on four seeds, rising on one: p = 2/32 at best, inconclusive, with the seeds that would decide it
+    mixed = falling()
+    mixed[2] = mixed[2][::-1]
+    cost = rules.Cost(cpu_seconds=1440.0, gpu_seconds=120.0)
+    open_ = trend_claim(sweep_rows(mixed), cost)
+    assert open_.verdict == "inconclusive" and open_.reason == "underpowered"
+    assert open_.power["unit"] == "seeds" and open_.power["needed"] > 5 and open_.power["towards"] == "reproduced"
+    assert open_.power["cpu_hours"] == pytest.approx(open_.power["more"] * 0.4)
+
+
+def test_a_seed_whose_run_fails_its_gate_is_dropped():
+    kls = falling(seeds=6)
+    # seed 101's third window is no better than untrained: the whole seed leaves the test, five remain
+    rows = sweep_rows(kls, elbo={(1, 2): -600.0})
     claim = trend_claim(rows)
-    assert claim.verdict == "reproduced" and claim.ours["receptive_field"] == [4, 10, 17, 31]
-    assert claim.gate["runs"] == 5 and claim.gate["passed"] == 4
-    # a window whose code is nearly empty is the claim's prediction, not a failed run: KL is not gated
-    assert trend_claim(sweep_rows([20, 18, 15, 14, 0.2])).verdict == "reproduced"
-    # two of four fail: too few points left, inconclusive for the gate's reason
-    rows = sweep_rows([20, 8, 15, 12], recon_nll=[240.0, 450.0, 450.0, 240.0])
+    assert claim.verdict == "reproduced" and claim.test["n"] == 5 and claim.test["dropped_by_gate"] == 1
+    assert claim.gate == {"runs": 24, "passed": 23, "collapsed": 0,
+                          "failed": {"score not above the untrained model's": 1}}
+    assert claim.ours["seeds"] == 5 and "101" in claim.ours["per_seed_rho"]   # its ρ is shown, not tested
+    assert claim.seeds == [100, 101, 102, 103, 104, 105]
+    # the dropped seed's KLs leave the mean KL per window
+    kept = [k for i, k in enumerate(kls) if i != 1]
+    assert claim.ours["mean_kl"][1] == pytest.approx(np.mean([k[1] for k in kept]), abs=1e-3)
+    # with five seeds, one dropped leaves four: p ≥ 1/16, inconclusive for the gate's reason
+    rows = sweep_rows(falling(), recon_nll={(0, 0): 450.0})
     claim = trend_claim(rows)
-    assert claim.verdict == "inconclusive" and claim.reason == "under-trained"
+    assert claim.verdict == "inconclusive" and claim.reason == "under-trained" and claim.test["n"] == 4
+    # every seed dropped: nothing to test
+    rows = sweep_rows(falling(seeds=3), recon_nll={(i, 0): 450.0 for i in range(3)})
+    none = trend_claim(rows)
+    assert none.verdict == "inconclusive" and none.reason == "under-trained" and none.ours["median_rho"] is None
+
+
+def test_the_sweep_seed_table_and_figure_show_every_seed():
+    import matplotlib
+    matplotlib.use("Agg")
+    rows = sweep_rows(falling(seeds=3), elbo={(2, 0): -600.0})
+    table = vlae.sweep_seed_table(rows)
+    assert list(table.index) == [100, 101, 102] and table["Spearman ρ"].tolist() == [-1.0, -1.0, -1.0]
+    assert table.gate.tolist()[:2] == ["passed", "passed"] and table.gate.iloc[2].startswith("score")
+    fig = vlae.plot_receptive_field_sweep(rows)
+    assert len(fig.axes[0].lines) >= 3 and len(fig.axes[1].lines) >= 3

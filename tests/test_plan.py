@@ -65,6 +65,18 @@ def test_a_runs_gpu_estimate_is_its_flops_or_the_launch_floor():
 
 
 @pytest.mark.slow
+def test_the_readers_cost_table_gives_every_notebook_its_minutes_images_and_gpu_estimates():
+    text = plan.reader_cost_markdown({"sbd_fig2_deconv_vs_sb": 600.0})
+    row = next(line for line in text.splitlines() if line.startswith("| [sbd_fig2_deconv_vs_sb]"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "10.0" and cells[4] == "24,000,000" and cells[5] == "111–1,000"
+    assert "| [fvae_metric](../notebooks/fvae_metric.ipynb) | not measured | — | — | — | — | — |" in text
+    assert "0 (reuses earlier runs)" in next(line for line in text.splitlines() if "[sbd_geometry]" in line)
+    assert text.rstrip().splitlines()[-1].startswith("| **the book** | **10** ")
+    committed = (ROOT / "book" / "_generated" / "cost_by_notebook.md").read_text()
+    assert committed == plan.reader_cost_markdown(), "run `python -m dvae_core.plan` and commit the page"
+
+
 def test_the_committed_paper_estimate_is_what_the_code_gives_today():
     committed = (ROOT / "book" / "_generated" / "paper_gpu_hours.md").read_text()
     assert committed == plan.gpu_hours_markdown("paper"), "run `python -m dvae_core.plan` and commit the page"

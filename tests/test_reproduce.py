@@ -105,7 +105,7 @@ def test_a_failed_notebook_marks_its_old_claims_stale_until_it_runs_again(tmp_pa
     assert reproduce.main(["--profile", "smoke", "--only", "sbd_geometry"]) == 1
     claim, = json.loads((results / "scorecard.json").read_text())["claims"]
     assert claim["verdict"] == "reproduced" and "failed on" in claim["stale"]
-    assert "(stale: the notebook failed on" in (results / "scorecard.md").read_text()
+    assert "**Stale:** the notebook failed on" in (results / "scorecard.md").read_text()
 
     def succeed(notebook, output, profile, device, seed):
         (results / "sbd_geometry.json").write_text(json.dumps({"notebook": "sbd_geometry", "claims": [old]}))
@@ -135,18 +135,24 @@ def test_notebooks_run_in_book_order_so_reused_runs_are_trained_by_their_owner(t
     assert [p.stem for p in reproduce.find_notebooks("*_e*")] == ["a_explorer", "z_extra"]
 
 
-def test_scorecard_markdown_colours_and_links():
+def test_scorecard_groups_cards_by_paper_and_notebook_with_colours_and_links():
     claims = [{"id": "a", "claim": "SB | wins", "paper_value": "SB > DeConv", "ours": {"sb": 0.2, "p_value": 0.01},
-               "verdict": "reproduced", "notebook": "nb1"},
+               "verdict": "reproduced", "notebook": "sbd_nb1"},
               {"id": "b", "claim": "other", "paper_value": 1.0, "ours": 2.0, "verdict": "not reproduced",
-               "notebook": "nb2"}]
-    page = reproduce.scorecard_markdown(claims, {"nb1": 90.0}, "preview")
+               "notebook": "vlae_nb2"}]
+    page = reproduce.scorecard_markdown(claims, {"sbd_nb1": 90.0}, "preview")
     assert "{bdg-success}`reproduced`" in page and "{bdg-danger}`not reproduced`" in page
-    assert "[nb1](../notebooks/nb1.ipynb)" in page and "SB / wins" in page
-    assert "1 reproduced, 1 not reproduced, 0 inconclusive" in page and "| nb1 | 1.5 |" in page
+    assert "### [sbd_nb1](../notebooks/sbd_nb1.ipynb)" in page and "SB \\| wins" in page
+    assert page.index("## Spatial Broadcast Decoder") < page.index("### [sbd_nb1]") < \
+        page.index("## Variational Lossy Autoencoder") < page.index("### [vlae_nb2]")
+    assert "1 reproduced, 1 not reproduced, 0 inconclusive" in page and "| sbd_nb1 | 1.5 |" in page
+    assert "- [Spatial Broadcast Decoder](sbd.md): 1 reproduced, 0 not reproduced, 0 inconclusive" in page
+    # the landing page includes the banner and the counts, not the cards
+    included = page.split(reproduce.CLAIMS_START)[1].split(reproduce.CLAIMS_END)[0]
+    assert ":::{important}" in included and "::::{card}" not in included
 
 
-def test_scorecard_counts_checks_apart_and_shows_reasons():
+def test_scorecard_counts_checks_apart_and_shows_reasons_and_scale():
     claims = [{"id": "a", "claim": "SB wins", "paper_value": "SB > DeConv", "ours": {}, "verdict": "inconclusive",
                "reason": "underpowered", "explanation": "p = 0.125 with 3 seed pairs", "notebook": "sbd_heldout",
                "budget": {"images_per_run": 24000, "paper_images_per_run": 24000000, "ratio": 0.001}},
@@ -154,17 +160,25 @@ def test_scorecard_counts_checks_apart_and_shows_reasons():
                "verdict": "passed", "notebook": "fvae_metric"}]
     page = reproduce.scorecard_markdown(claims, {}, "preview")
     assert "**0 reproduced, 0 not reproduced, 1 inconclusive** out of 1 reproduction claims" in page
-    assert "**1 of 1 checks**" in page and "{bdg-success}`passed`" in page
-    assert "(underpowered): p = 0.125 with 3 seed pairs" in page and "24,000 (0.001 ×)" in page
+    assert "**1 of 1 checks**" in page and "{bdg-success}`passed (check)`" in page
+    assert "underpowered (too few replicates" in page and "p = 0.125 with 3 seed pairs" in page
+    assert "1/1,000 of the paper's 24,000,000" in page
+    assert "Its models saw 1/1,000 of the training images" in page
+    assert "Checks of a metric on constructed codes: counted apart" in page
     assert reproduce.tally(claims) == "0 reproduced, 0 not reproduced, 1 inconclusive; 1 of 1 checks passed"
 
 
-def test_scorecard_cells_show_per_model_numbers_and_leave_out_lists():
-    from dvae_core.reproduce import _compact
-
-    cell = _compact({"AE": {"N": 88.3216, "GMM": 30.1}, "limit": 62.12, "per_seed": [1, 2, 3]})
-    assert cell == "AE: N 88.3, GMM 30.1; limit 62.1"
-    assert _compact({"sb": [0.1, 0.2], "p_value": 0.0325}) == "p_value 0.0325"
+def test_the_scale_banner_says_whether_a_paper_profile_run_exists(tmp_path, monkeypatch):
+    claims = [{"id": "a", "claim": "c", "paper_value": "", "ours": {}, "verdict": "reproduced", "notebook": "sbd_a",
+               "budget": {"images_per_run": 100, "paper_images_per_run": 4000, "ratio": 0.025}},
+              {"id": "b", "claim": "c", "paper_value": "", "ours": {}, "verdict": "reproduced", "notebook": "sbd_b",
+               "budget": {"images_per_run": 100, "paper_images_per_run": 100000, "ratio": 0.001}}]
+    monkeypatch.setattr(reproduce, "RESULTS_DIR", tmp_path)
+    banner = reproduce.scale_banner(claims, "preview", tmp_path)
+    assert "between 1/1,000 and 1/40" in banner and "No run of the `paper` profile" in banner
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "sbd_a.json").write_text(json.dumps({"notebook": "sbd_a", "claims": claims[:1]}))
+    assert "has results for 1 claims" in reproduce.scale_banner(claims, "preview", tmp_path)
 
 
 def test_expected_duration_sums_the_recorded_times_and_names_the_unmeasured():

@@ -74,9 +74,26 @@ def test_a_trained_run_is_scored_on_fresh_draws_of_its_own_dataset(tmp_path, cap
     out = json.loads(capsys.readouterr().out)
     assert out["dataset"] == "dsprites"
     assert set(score.LABELS) <= set(out) and all(0 <= out[k] <= 1 for k in score.LABELS)
+    assert "mig_sampled" in out and out["mig_histogram"] == out["mig"]
+
+
+def test_the_estimator_panel_scores_the_same_points_both_ways_when_the_posterior_stds_are_given(grid_files, capsys):
+    codes_path, factors_path, codes, _ = grid_files
+    argv = ["--codes", str(codes_path), "--factors", str(factors_path), *SMALL]
+    assert score.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "20-bin histogram of the posterior means" in text and "left out (codes.npz holds no 'stds'" in text
+    np.savez(codes_path, codes=codes, stds=np.full_like(codes, 0.1))
+    assert score.main(argv + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mig_histogram"] == out["mig"] and 0.8 < out["mig_sampled"] <= 1.0
+    assert score.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "sampled posterior q(z | x) (Chen et al.'s own estimator)" in text and "Why they differ" in text
 
 
 @pytest.mark.parametrize("make_argv, message", [
+    (lambda p: ["--codes", str(p / "logvar.npz"), "--factors", str(p / "f.npz")], "not log-variances"),
     (lambda p: [], "error: give --codes codes.npz with --factors factors.npz, or --run runs/<hash>"),
     (lambda p: ["--codes", str(p / "missing.npz"), "--factors", str(p / "f.npz")], "missing.npz: no such file"),
     (lambda p: ["--codes", str(p / "two.npz"), "--factors", str(p / "f.npz")], "none named 'codes'"),
@@ -88,6 +105,7 @@ def test_bad_input_is_one_error_line_naming_the_file(tmp_path, capsys, make_argv
     np.savez(tmp_path / "f.npz", factors=np.zeros((6, 1), dtype=int))
     np.savez(tmp_path / "two.npz", a=np.zeros((6, 2)), b=np.zeros((6, 2)))
     np.savez(tmp_path / "short.npz", codes=np.zeros((5, 2)))
+    np.savez(tmp_path / "logvar.npz", codes=np.zeros((6, 2)), stds=-np.ones((6, 2)))
     (tmp_path / "text.npz").write_text("not an archive")
     assert score.main(make_argv(tmp_path)) == 2
     err = capsys.readouterr().err
