@@ -100,6 +100,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     _atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably (temp file, fsync, rename)."""
+    _atomic_write(path, lambda handle: handle.write(data))
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` atomically and durably (temp file, fsync, rename)."""
     _atomic_write(path, lambda handle: torch.save(obj, handle))

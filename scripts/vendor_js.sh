@@ -13,6 +13,10 @@
 #                                                     fonts, TeX extensions, menu, a11y)
 #   book/vendor/requirejs/require.js             AMD loader needed by embed-amd.js
 #   book/vendor/jupyter-widgets/embed-amd.js     ipywidgets 8 HTML manager (+ its fonts)
+#   book/vendor/onnxruntime-web/                 onnxruntime-web's wasm-only ES bundle (the explorer
+#                                                page inlines it: file:// pages may not import modules)
+#                                                and its WebAssembly binary, gzipped and base64-encoded
+#                                                in a classic script (file:// pages may not fetch it)
 #
 # Needs node + npm and access to the npm registry (only when node_modules is absent
 # or stale). Idempotent; re-running replaces book/vendor/ wholesale.
@@ -57,6 +61,18 @@ find "$HM/dist" -maxdepth 1 -type f \
   -exec cp {} "$TMP/jupyter-widgets/" \;
 cp "$HM/LICENSE" "$TMP/jupyter-widgets/LICENSE" 2>/dev/null || true
 
+# --- onnxruntime-web (the explorer's live decoder, book/_ext/live_decoder.py) ------------
+# One thread and no proxy worker: the page is not cross-origin isolated (file://), so the threaded
+# binary runs single-threaded; the binary is handed to the runtime as bytes (env.wasm.wasmBinary).
+ORT="$NM/onnxruntime-web"
+mkdir -p "$TMP/onnxruntime-web"
+cp "$ORT/dist/ort.wasm.bundle.min.mjs" "$ORT/package.json" "$TMP/onnxruntime-web/"  # MIT (package.json; no LICENSE file shipped)
+node -e '
+  const fs = require("fs"), zlib = require("zlib");
+  const wasm = zlib.gzipSync(fs.readFileSync(process.argv[1]), {level: 9}).toString("base64");
+  fs.writeFileSync(process.argv[2], "window.DVAE_ORT_WASM_GZ_BASE64 = \"" + wasm + "\";\n");
+' "$ORT/dist/ort-wasm-simd-threaded.wasm" "$TMP/onnxruntime-web/ort-wasm.gz.base64.js"
+
 # Versions actually vendored, for the record.
 node -e '
   const p = (n) => require(process.argv[1] + "/" + n + "/package.json").version;
@@ -64,6 +80,7 @@ node -e '
     "mathjax": p("mathjax"),
     "requirejs": p("requirejs"),
     "@jupyter-widgets/html-manager": p("@jupyter-widgets/html-manager"),
+    "onnxruntime-web": p("onnxruntime-web"),
   }, null, 2));
 ' "$NM" > "$TMP/VERSIONS.json"
 

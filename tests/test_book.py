@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -423,6 +424,22 @@ PAGE_PROBE = r"""
 """
 
 
+def _console_errors(events: list[dict]) -> list[str]:
+    """Console errors and assertions, uncaught exceptions and error log entries among DevTools ``events``."""
+    errors = []
+    for event in events:
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            errors.append("console." + params["type"] + ": " + " ".join(
+                str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            errors.append("uncaught: " + details.get("exception", {}).get("description", details.get("text", "")))
+        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+            errors.append(f"log: {params['entry'].get('text')} {params['entry'].get('url', '')}")
+    return errors
+
+
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         if shutil.which(name):
@@ -523,7 +540,6 @@ class Chromium:
     def visit(self, session: str, url: str) -> tuple[dict, list[str], list[str]]:
         """Load ``url``, wait for it to settle; returns (probe, console errors, non-local requests)."""
         import queue
-        import time
 
         self.drain()
         self.send("Page.navigate", {"url": url}, session)
@@ -540,22 +556,9 @@ class Chromium:
             raise RuntimeError(f"{url}: probe failed: {probe['exceptionDetails']}")
         time.sleep(0.2)  # let late console messages arrive
         seen += self.drain()
-        errors, requests = [], []
-        for event in seen:
-            method, params = event.get("method"), event.get("params", {})
-            if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                errors.append("console." + params["type"] + ": " + " ".join(
-                    str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
-            elif method == "Runtime.exceptionThrown":
-                details = params.get("exceptionDetails", {})
-                errors.append("uncaught: " + details.get("exception", {}).get("description", details.get("text", "")))
-            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-                errors.append(f"log: {params['entry'].get('text')} {params['entry'].get('url', '')}")
-            elif method == "Network.requestWillBeSent":
-                request_url = params.get("request", {}).get("url", "")
-                if not request_url.startswith(LOCAL_SCHEMES):
-                    requests.append(request_url)
-        return probe["result"]["value"], errors, requests
+        requests = [e["params"].get("request", {}).get("url", "") for e in seen
+                    if e.get("method") == "Network.requestWillBeSent"]
+        return probe["result"]["value"], _console_errors(seen), [u for u in requests if not u.startswith(LOCAL_SCHEMES)]
 
     def screenshot(self, session: str, path: Path, height: int, max_height: int = 4000) -> None:
         import base64
@@ -704,6 +707,71 @@ def test_browser_explorer_widgets_render(rendered):
     assert probe["widgetImages"] and all(w > 0 for w in probe["widgetImages"]), \
         f"the explorer's decoded image did not render: {probe['widgetImages']}"
     assert probe["animations"] == 1, "the kernel-free traversal slider (JS animation) is missing"
+
+
+# Runs on the explorer page: waits for the live decoder (book/_ext/live_decoder.py) to start, then, in each
+# panel, moves the first slider (the highest-KL latent) to its maximum and picks another seed image, and
+# reports whether the decoded canvas changed each time and how far the page's reference decoding is from torch's.
+LIVE_PROBE = r"""
+(async () => {
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  const deadline = Date.now() + %d;
+  const box = document.querySelector('.dvae-live-decoder');
+  if (!box) return {found: false};
+  while (box.dataset.state === 'loading' && Date.now() < deadline) await sleep(100);
+  const out = {found: true, state: box.dataset.state, text: box.textContent.slice(0, 300), panels: []};
+  for (const panel of box.querySelectorAll('.live-panel')) {
+    const canvas = panel.querySelector('canvas.live-output');
+    const decodes = () => Number(panel.dataset.decodes);
+    const settle = async n => { while (decodes() < n && Date.now() < deadline) await sleep(20); await sleep(50); };
+    await settle(1);
+    const start = canvas.toDataURL();
+    const slider = panel.querySelector('input[type=range]');
+    let n = decodes();
+    slider.value = slider.max;
+    slider.dispatchEvent(new Event('input'));
+    await settle(n + 1);
+    const moved = canvas.toDataURL();
+    n = decodes();
+    box.querySelectorAll('.live-chooser button')[3].click();
+    await settle(n + 1);
+    out.panels.push({model: panel.dataset.model, sliders: panel.querySelectorAll('input[type=range]').length,
+                     sliderChangesImage: moved !== start, seedImageChangesImage: canvas.toDataURL() !== moved,
+                     maxAbsDiff: Number(panel.dataset.maxAbsDiff), decodes: decodes()});
+  }
+  return out;
+})()
+"""
+
+
+def test_browser_live_decoder_decodes_sliders_in_the_page(built, browser):
+    """The explorer's live decoder, offline from file://: onnxruntime-web starts, both decoders' reference
+    decodings match torch's, and moving a slider or choosing a seed image changes the decoded image, with no
+    console error and no request off the machine. Screenshot: ``<build>/_screenshots/live-decoder.png``."""
+    session = browser.new_page()
+    _, errors, requests = browser.visit(session, (built / f"{EXPLORER_PAGE}.html").as_uri())
+    reply = browser.send("Runtime.evaluate", {"expression": LIVE_PROBE % (BROWSER_TIMEOUT * 1000),
+                                              "awaitPromise": True, "returnByValue": True}, session,
+                         timeout=BROWSER_TIMEOUT + 5)
+    live = reply["result"]["value"]
+    time.sleep(0.2)
+    errors += _console_errors(browser.drain())
+    assert live["found"], f"{EXPLORER_PAGE} has no live decoder: tag its export cell `live-decoder`"
+    assert live["state"] == "ready", live
+    description = json.loads((ROOT / "results" / "preview" / "sbd_explorer" / "decoders.json").read_text())
+    assert [p["model"] for p in live["panels"]] == [m["key"] for m in description["models"]]
+    for panel, model in zip(live["panels"], description["models"]):
+        assert panel["sliders"] == model["latent_dim"], panel
+        assert panel["sliderChangesImage"] and panel["seedImageChangesImage"], panel
+        assert panel["maxAbsDiff"] <= description["tolerance"], panel
+    assert not errors and not requests, (errors, requests)
+    shot = built / "_screenshots" / "live-decoder.png"
+    browser.send("Runtime.evaluate", {"expression": "document.querySelector('.dvae-live-decoder').scrollIntoView()"},
+                 session)
+    browser.screenshot(session, shot, browser.height)
+    copy = ROOT / "_build" / "screenshots" / shot.name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, copy)
 
 
 def test_browser_widget_page_renders(widget_book, browser):

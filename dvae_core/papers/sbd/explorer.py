@@ -225,6 +225,35 @@ def traversal_animation(models: dict[str, torch.nn.Module], image: torch.Tensor,
     return anim
 
 
+# --------------------------------------------------------------------------- the live decoder of the static page
+
+
+def live_decoder_folder(profile: str):
+    """Where :func:`export_live_decoders` writes: ``results/<profile>/sbd_explorer/`` (the book reads the
+    preview's, ``book/_ext/live_decoder.py``)."""
+    from dvae_core.infra import RESULTS_DIR
+
+    return RESULTS_DIR / profile / "sbd_explorer"
+
+
+def export_live_decoders(runs: list[dict], migs: dict[tuple[str, int], float], images: torch.Tensor, profile: str):
+    """The median-MIG run of each decoder (the static explorer's) exported to ONNX for the book page's live
+    decoder (:func:`dvae_core.browser.write_live_decoders`), starting from ``images``, with the latents' KL
+    measured on them; a table of what was written, with each export's largest difference from torch."""
+    import pandas as pd
+
+    from dvae_core.browser import write_live_decoders
+
+    models = {}
+    for decoder in ("sb", "deconv"):
+        run = median_mig_run(runs, decoder, migs)
+        models[decoder] = (run_label(run, migs), run["model"])
+    written = write_live_decoders(models, images, images, live_decoder_folder(profile))
+    return pd.DataFrame([{"model": w.title, "ONNX file": w.file, "size (kB)": round(w.size_bytes / 1000),
+                          "latents": w.latent_dim, "max |ONNX − torch| (pixel, 0–1)": f"{w.max_abs_diff:.1e}"}
+                         for w in written]).set_index("model")
+
+
 # matplotlib's controls use Font Awesome from a CDN; the book must read offline, so use plain glyphs.
 # (Glyphs every common text font has: no media-control code points, which many fonts lack.)
 _ICONS = {"fa-minus": "&minus;", "fa-fast-backward": "&#x21E4;", "fa-step-backward": "&#x25C2;",
@@ -243,4 +272,4 @@ def animation_html(anim, default_mode: str = "reflect") -> str:
 
 
 __all__ = ["load_fig2_runs", "fig2_migs", "run_label", "median_mig_run", "kl_per_dim", "decode_at", "strip_png",
-           "TraversalExplorer", "traversal_animation", "animation_html"]
+           "TraversalExplorer", "traversal_animation", "animation_html", "live_decoder_folder", "export_live_decoders"]
