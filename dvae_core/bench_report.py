@@ -153,7 +153,7 @@ FIGURE_LEVERS = (("threads", None, "2 threads vs 1"), ("channels_last", None, "c
 def bench_figure(results: dict):
     """Images/s per model (loop, bare, data; one column per profile, log scale) over the levers' speed-ups."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     records = _ok_records(results or {})
     profiles = list(dict.fromkeys(r["profile"] for r in records)) or ["none"]
@@ -174,7 +174,7 @@ def bench_figure(results: dict):
             top.barh(y + (i - 1) * height, [r[key] for r in mine], height, label=label, color=color)
         for yi, r in zip(y, mine):
             top.annotate(f"overhead {_percent(r['overhead'])}", (r["loop_images_per_s"], yi - height),
-                         xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+                         xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
         top.set_xscale("log")
         top.set_xlabel("images / s (log scale)")
         top.set_title(f"profile {profile}")
@@ -185,7 +185,8 @@ def bench_figure(results: dict):
                         [v if v is not None else np.nan for v in values], height, label=label, color=f"C{i + 3}")
         bottom.axvline(1.0, color="0.3", lw=0.8)
         bottom.set_xscale("log")
-        bottom.xaxis.set_major_locator(LogLocator(base=2))
+        # speed-ups span well under a factor of 2, where powers of 2 would leave ×1 the only tick
+        bottom.xaxis.set_major_locator(FixedLocator([0.25, 0.5, 0.7, 1, 1.4, 2, 4]))
         bottom.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"×{v:g}"))
         bottom.xaxis.set_minor_formatter(NullFormatter())
         bottom.set_xlabel("speed-up over the baseline (log scale)")
@@ -198,7 +199,7 @@ def bench_figure(results: dict):
         handles, labels = next(((h, l) for ax in axes[row] for h, l in [ax.get_legend_handles_labels()] if h),
                                ([], []))
         if handles:
-            axes[row, 0].legend(handles, labels, fontsize=7, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.16),
+            axes[row, 0].legend(handles, labels, fontsize=9, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.16),
                                 frameon=False)
     fig.tight_layout()
     return fig

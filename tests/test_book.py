@@ -737,7 +737,8 @@ LIVE_PROBE = r"""
     await settle(n + 1);
     out.panels.push({model: panel.dataset.model, sliders: panel.querySelectorAll('input[type=range]').length,
                      sliderChangesImage: moved !== start, seedImageChangesImage: canvas.toDataURL() !== moved,
-                     maxAbsDiff: Number(panel.dataset.maxAbsDiff), decodes: decodes()});
+                     maxAbsDiff: Number(panel.dataset.maxAbsDiff), decodes: decodes(),
+                     decodeMs: Number(panel.dataset.decodeMs)});
   }
   return out;
 })()
@@ -764,6 +765,7 @@ def test_browser_live_decoder_decodes_sliders_in_the_page(built, browser):
         assert panel["sliders"] == model["latent_dim"], panel
         assert panel["sliderChangesImage"] and panel["seedImageChangesImage"], panel
         assert panel["maxAbsDiff"] <= description["tolerance"], panel
+        assert panel["decodeMs"] >= 0, panel  # the panel shows how long its last decoding took
     assert not errors and not requests, (errors, requests)
     shot = built / "_screenshots" / "live-decoder.png"
     browser.send("Runtime.evaluate", {"expression": "document.querySelector('.dvae-live-decoder').scrollIntoView()"},

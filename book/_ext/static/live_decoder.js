@@ -89,7 +89,8 @@
         element("figcaption", {text: model.title}),
         element("div", {class: "live-images"}, [
           element("div", {}, [this.seed, element("span", {text: "seed image"})]),
-          element("div", {}, [this.canvas, element("span", {text: "decoded from the sliders' z"})]),
+          element("div", {}, [this.canvas, element("span", {text: "decoded from the sliders' z"}),
+                              this.timing = element("span", {class: "live-timing", text: ""})]),
         ]),
         element("div", {class: "live-sliders"}, rows),
       ]);
@@ -124,9 +125,13 @@
       try {
         while (this.pending) {
           this.pending = false;
+          const started = performance.now();
           draw(this.canvas, await this.decode(this.z), this.model.image_shape);
+          const ms = performance.now() - started;
           this.decodes += 1;
           this.node.dataset.decodes = String(this.decodes);
+          this.node.dataset.decodeMs = ms.toFixed(1);
+          this.timing.textContent = `decoded in ${ms < 1 ? "< 1" : Math.round(ms)} ms`;
         }
       } catch (error) {
         console.error(`live decoder ${this.model.key}:`, error);

@@ -733,7 +733,7 @@ def plot_tc_trajectories(trajectories: pd.DataFrame, gates: pd.DataFrame | None 
     """Left: true TC − floor (solid) and discriminator TC (dashed) over training for the FactorVAE runs; right: the
     metric over training for every followed run. Step 0 is the untrained model. Runs that failed their learning
     gate (``gates``, :func:`trajectory_gates`) are drawn thin and grey and labelled as left out."""
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.9))
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.8))
     palette = {}
     for i, ((model, value), _) in enumerate(trajectories.groupby(["model", "setting"])):
         palette[(model, value)] = f"C{i}"
@@ -757,8 +757,9 @@ def plot_tc_trajectories(trajectories: pd.DataFrame, gates: pd.DataFrame | None 
     axes[0].set(xlabel="training step (0: untrained)", ylabel="total correlation (nats)",
                 title="FactorVAE: true TC − floor (solid) vs discriminator (dashed)")
     axes[1].set(xlabel="training step (0: untrained)", ylabel="FactorVAE metric", title="Disentanglement over training")
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7, ncol=2)
+    # below the axes, at a size legible at page width: inside, six entries would cover the trajectories
+    axes[0].legend(fontsize=9, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    axes[1].legend(fontsize=9, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.tight_layout()
     return fig
 
