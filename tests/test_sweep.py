@@ -154,6 +154,16 @@ def test_evaluate_runs_where_the_run_trains_and_matches_in_process(tmp_path, seq
     assert "evaluation" not in run_sweep(configs, jobs=2, store=store, device="cpu", progress=False)[0]
 
 
+def test_in_process_evaluation_of_stored_runs_keeps_freed_memory_as_training_does(tmp_path, monkeypatch):
+    import dvae_core.sweep as sweep
+
+    run_sweep(grid()[:1], jobs=1, store=tmp_path, device="cpu", progress=False)
+    calls = []
+    monkeypatch.setattr(sweep, "keep_freed_memory", lambda: calls.append(1))
+    run_sweep(grid()[:1], jobs=1, store=tmp_path, device="cpu", progress=False, evaluate=weight_sum)
+    assert calls, "a sweep that only evaluates stored runs left glibc's allocator at its default"
+
+
 def test_long_runs_are_submitted_first_and_results_keep_the_input_order(tmp_path, monkeypatch):
     short, long_ = tiny_config(steps=4), tiny_config(steps=8, seed=5)
     wide = tiny_config(steps=4, seed=6, model=replace(short.model, decoder="sb", decoder_channels=16, sb_layers=2))
