@@ -29,6 +29,7 @@ from torch import nn
 
 from dvae_core.infra import atomic_write_bytes, atomic_write_text
 from dvae_core.models import gaussian_kl
+from dvae_core.plots import strip_png
 
 #: The ONNX opset of the exports: supported by onnxruntime-web's wasm backend and by onnxruntime.
 OPSET = 17
@@ -73,13 +74,7 @@ def onnx_decode(onnx_bytes: bytes, z: np.ndarray) -> np.ndarray:
 
 
 def _png_data_uri(image: torch.Tensor) -> str:
-    from PIL import Image
-
-    array = image.detach().cpu().clamp(0, 1).numpy()
-    array = np.repeat(array, 3, 0) if array.shape[0] == 1 else array
-    buffer = io.BytesIO()
-    Image.fromarray((array.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(strip_png([image], height=image.shape[-2])).decode()
 
 
 @dataclass(frozen=True)

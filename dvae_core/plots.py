@@ -16,6 +16,31 @@ def _to_hwc(image: torch.Tensor) -> np.ndarray:
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
 
 
+def rgb_hwc(image: torch.Tensor) -> np.ndarray:
+    """An image (C, H, W) in [0, 1] as an RGB array (H, W, 3): grey images repeated over the channels."""
+    array = image.detach().cpu().clamp(0, 1).numpy()
+    return np.repeat(array, 3, 0).transpose(1, 2, 0) if array.shape[0] == 1 else array.transpose(1, 2, 0)
+
+
+def strip_png(images: Sequence[torch.Tensor], height: int = 128, gap: int = 6) -> bytes:
+    """Images side by side, upscaled (nearest) to ``height`` pixels, on white, as PNG bytes."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    scale = max(1, height // images[0].shape[-2])
+    tiles = [np.kron(rgb_hwc(im), np.ones((scale, scale, 1))) for im in images]
+    h = max(t.shape[0] for t in tiles)
+    canvas = np.ones((h, sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1), 3))
+    left = 0
+    for t in tiles:
+        canvas[:t.shape[0], left:left + t.shape[1]] = t
+        left += t.shape[1] + gap
+    out = BytesIO()
+    Image.fromarray((canvas * 255).round().astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
 def metric_strip(frame: pd.DataFrame, x: str, y: str, ylabel: str, title: str, order: Sequence[str] | None = None,
                  ax=None):
     """Box plot with every seed shown as a point: the spread is part of the result."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-from io import BytesIO
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch
 from dvae_core.evaluate import traverse
 from dvae_core.papers import sbd
 from dvae_core.models import gaussian_kl
+from dvae_core.plots import rgb_hwc as _hwc, strip_png
 from dvae_core.runs import config_hash
 from dvae_core.sweep import get_or_train_all
 
@@ -97,28 +97,6 @@ def decode_at(model, image: torch.Tensor, dim: int, value: float) -> torch.Tenso
 def reconstruct_one(model, image: torch.Tensor) -> torch.Tensor:
     dev = next(model.parameters()).device
     return model.decode(model.encode(image[None].to(dev))[0])[0].cpu()
-
-
-def _hwc(image: torch.Tensor) -> np.ndarray:
-    array = image.detach().cpu().clamp(0, 1).numpy()
-    return np.repeat(array, 3, 0).transpose(1, 2, 0) if array.shape[0] == 1 else array.transpose(1, 2, 0)
-
-
-def strip_png(images: Sequence[torch.Tensor], height: int = 128, gap: int = 6) -> bytes:
-    """Images side by side, upscaled (nearest) to ``height`` pixels, on white, as PNG bytes."""
-    from PIL import Image
-
-    scale = max(1, height // images[0].shape[-2])
-    tiles = [np.kron(_hwc(im), np.ones((scale, scale, 1))) for im in images]
-    h = max(t.shape[0] for t in tiles)
-    canvas = np.ones((h, sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1), 3))
-    left = 0
-    for t in tiles:
-        canvas[:t.shape[0], left:left + t.shape[1]] = t
-        left += t.shape[1] + gap
-    out = BytesIO()
-    Image.fromarray((canvas * 255).round().astype(np.uint8)).save(out, format="PNG")
-    return out.getvalue()
 
 
 # --------------------------------------------------------------------------- the live explorer
