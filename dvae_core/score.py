@@ -42,6 +42,7 @@ import torch
 
 from dvae_core.data.base import FactorDataset
 from dvae_core.infra import RESULTS_DIR
+from dvae_core.metrics.mig_sampled import as_stds
 
 #: The book's preview runs per dataset, for placing a score: (results file, key of its run rows).
 BOOK_RUNS = {"colored_sprites": [("sbd_fig2_deconv_vs_sb", "runs"), ("sbd_fig4_rate_distortion", "runs")],
@@ -158,12 +159,13 @@ def score_interventions(dataset: FactorDataset, encode, rng: np.random.Generator
             "beta_vae": beta_vae_score(dataset, encode, rng, num_train=num_train, num_eval=num_test)["eval_accuracy"]}
 
 
-def score_estimators(means: np.ndarray, stds: np.ndarray | None, factors: np.ndarray, seed: int) -> dict:
-    """MIG of the same points by both estimators; the sampled one only where the posterior stds are known."""
-    from dvae_core.metrics.mig import mig
+def score_estimators(scores: dict, means: np.ndarray, stds: np.ndarray | None, factors: np.ndarray,
+                     seed: int) -> dict:
+    """MIG of the same points by both estimators: the histogram one is :func:`score_codes`' ``mig`` (on these
+    training points), the sampled one is computed only where the posterior stds are known."""
     from dvae_core.metrics.mig_sampled import mig_sampled
 
-    out = {"mig_histogram": mig(means, factors)["score"]}
+    out = {"mig_histogram": scores["mig"]}
     if stds is not None:
         out["mig_sampled"] = mig_sampled(means, stds, factors, rng=np.random.default_rng(seed))["score"]
     return out
@@ -173,17 +175,15 @@ def score_files(codes_path: Path, factors_path: Path, num_train: int, num_test: 
     codes, factors = check_inputs(load_array(codes_path, "codes"), load_array(factors_path, "factors"),
                                   codes_path, factors_path)
     stds = load_optional(codes_path, "stds")
-    if stds is not None and np.asarray(stds).shape != codes.shape:
-        raise ScoreInputError(f"{codes_path}: stds has shape {np.asarray(stds).shape} but codes {codes.shape}: "
-                              f"give one posterior standard deviation per code entry")
-    if stds is not None and (not np.all(np.isfinite(stds)) or np.any(np.asarray(stds) <= 0)):
-        raise ScoreInputError(f"{codes_path}: stds must be finite and above 0 (standard deviations, not "
-                              f"log-variances: save np.exp(0.5 * logvar))")
+    if stds is not None:
+        try:
+            stds = as_stds(stds, codes)
+        except ValueError as err:
+            raise ScoreInputError(f"{codes_path}: {err}") from None
     rng = np.random.default_rng(seed)
     train, test = split(len(codes), num_train, num_test, rng)
     scores = score_codes(codes[train], factors[train], codes[test], factors[test])
-    scores.update(score_estimators(codes[train], None if stds is None else np.asarray(stds, float)[train],
-                                   factors[train], seed))
+    scores.update(score_estimators(scores, codes[train], None if stds is None else stds[train], factors[train], seed))
     if CodeTable.covers_grid(factors):
         table = CodeTable(codes, factors)
         scores.update(score_interventions(table, table.encode, rng, num_train, num_test))
@@ -219,7 +219,7 @@ def score_run(run_dir: Path, num_train: int, num_test: int, seed: int, device: s
     codes_test, factors_test = sample_codes(dataset, encode, num_test, rng)
     scores = score_codes(codes_train, factors_train, codes_test, factors_test)
     stds = encode_factors(dataset, posterior_std_encoder(run["model"]), factors_train)
-    scores.update(score_estimators(codes_train, stds, factors_train, seed))
+    scores.update(score_estimators(scores, codes_train, stds, factors_train, seed))
     scores.update(score_interventions(dataset, encode, rng, num_train, num_test))
     return scores, config.dataset
 

@@ -56,17 +56,24 @@ def _entropies(means: np.ndarray, stds: np.ndarray, num_samples: int, rng: np.ra
     return total / len(z)
 
 
+def as_stds(stds, means: np.ndarray) -> np.ndarray:
+    """``stds`` as float64, checked: one posterior standard deviation per entry of ``means``, finite and > 0."""
+    stds = np.asarray(stds, dtype=np.float64)
+    if stds.shape != means.shape:
+        raise ValueError(f"stds has shape {stds.shape} but the codes {means.shape}: give one standard deviation "
+                         f"per code entry")
+    if not np.all(np.isfinite(stds)) or np.any(stds <= 0):
+        raise ValueError("stds must be finite and above 0 (posterior standard deviations, not log-variances: "
+                         "save np.exp(0.5 * logvar))")
+    return stds
+
+
 def mutual_information(means, stds, factors, num_samples: int = DEFAULT_NUM_SAMPLES,
                        rng: np.random.Generator | None = None) -> np.ndarray:
     """The (d, K) matrix I(z_j; v_k) in nats, from the posteriors N(means, stds²) of the points."""
     rng = rng if rng is not None else np.random.default_rng(0)
     means, factors = as_codes(means), _as_factors(factors)
-    stds = np.asarray(stds, dtype=np.float64)
-    if stds.shape != means.shape:
-        raise ValueError(f"stds has shape {stds.shape} but means {means.shape}: give one standard deviation per "
-                         f"code entry")
-    if not np.all(np.isfinite(stds)) or np.any(stds <= 0):
-        raise ValueError("stds must be finite and above 0 (posterior standard deviations, not log-variances)")
+    stds = as_stds(stds, means)
     if len(factors) != len(means):
         raise ValueError(f"{len(means)} codes but {len(factors)} factor rows: give one row of factors per code")
     marginal = _entropies(means, stds, num_samples, rng)
