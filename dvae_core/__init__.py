@@ -1,7 +1,7 @@
 """dvae_core: the thin shared module behind the dvae book.
 
 Layers (imports point downwards only; ``tests/test_architecture.py`` fails on a cycle): ``papers``
-(one package per paper, and the registry) → ``sweep`` → ``runs`` → ``train`` → ``models`` / ``metrics`` /
+(one package per paper, and the registry) → ``sweep`` → ``ensemble`` → ``runs`` → ``train`` → ``models`` / ``metrics`` /
 ``claims`` / ``plots`` → ``data`` → ``infra``. Import submodules directly (``from dvae_core.models import
 VAE``); this package import stays cheap on purpose.
 """

@@ -15,7 +15,10 @@ RAE, VLAE), at the ``preview`` and ``paper`` sizes of the experiment modules' ow
   plain vs ``no_grad`` vs ``inference_mode`` encoding, the metric-encoding batch size
   (``encode_means`` with the book's 256 vs 1024 images per call), and glibc's allocator as the book sets
   it (:func:`~dvae_core.infra.keep_freed_memory`) against its defaults, which only a fresh child process
-  still has.
+  still has;
+* **many runs at once** (``--multi-run``, :func:`measure_multi_run`) — Fig. 2's models trained one after
+  another, as ``--jobs`` processes and as one vectorised ensemble (:mod:`dvae_core.ensemble`), to
+  ``results/multi_run.json`` and ``book/_generated/multi_run.md``; the device check measures the same on a GPU.
 
 Results go to ``results/bench.json`` (atomically, after every record) and the book page
 ``book/cost.md`` includes what :func:`dvae_core.bench_report.write_page` makes of them (``book/_generated/bench.md`` and
@@ -24,6 +27,7 @@ Results go to ``results/bench.json`` (atomically, after every record) and the bo
     python -m dvae_core.bench                                  # preview and paper, every model
     python -m dvae_core.bench --profiles preview --models sb_vae,rae --steps 100
     python -m dvae_core.bench --render-only                    # the page from results/bench.json
+    python -m dvae_core.bench --multi-run --profiles preview    # many runs at once: processes vs one ensemble
     python -m dvae_core.bench --profiles smoke --quick --output /tmp/b.json --no-page   # seconds
 """
 
@@ -50,13 +54,16 @@ import torch
 from dvae_core.evaluate import ENCODE_BATCH
 from dvae_core.profiles import PROFILES, check_profile
 from dvae_core.infra import REPO_ROOT, atomic_write_text, keep_freed_memory, resolve_device
-from dvae_core.bench_report import DEFAULT_OUTPUT, GENERATED_DIR, OVERHEAD_GOAL, load_results, write_page
+from dvae_core.bench_report import (DEFAULT_OUTPUT, GENERATED_DIR, MULTI_RUN_OUTPUT, OVERHEAD_GOAL, load_results,
+                                   write_multi_run_page, write_page)
 from dvae_core.papers import BenchModel, bench_models
 from dvae_core.train import TrainConfig, build_dataset, build_model, make_optimizer, model_kind, train
 
 SCHEMA = 1
 
 DEFAULT_PROFILES = ("preview", "paper")
+#: Steps of each run in ``--multi-run`` (five logged windows of 30).
+MULTI_RUN_STEPS = 150
 #: Timed steps per measurement by profile (paper sizes at 64×64 take seconds per step on a CPU).
 DEFAULT_STEPS = {"smoke": 5, "preview": 40, "paper": 8}
 DEFAULT_WARMUP = 2
@@ -499,6 +506,95 @@ def _json_default(value):
 
 
 
+# ------------------------------------------------------------------------------------ many runs at once
+
+#: The ways :func:`measure_multi_run` trains many runs of one architecture.
+MULTI_RUN_WAYS = ("alone", "processes", "ensemble")
+
+
+def measure_multi_run(configs: list[TrainConfig], device: str, jobs: int, store: Path) -> dict[str, Any]:
+    """Time three ways to train many runs of one architecture, per model (:func:`~dvae_core.train.run_label`):
+    one after another in this process ("alone"), ``jobs`` processes at once ("processes", sharing the device)
+    and one vectorised ensemble in this process ("ensemble", :mod:`dvae_core.ensemble`). Each way trains into
+    its own fresh folder under ``store`` (removed after), after a 2-step warm-up run (CUDA context, cuDNN).
+
+    Per way: ``images_per_s``, every run's images over the wall time, start-up included; and
+    ``steady_images_per_s``, the runs' median logged rate after their first window times the runs training at
+    once (1, ``jobs``, the ensemble's size): the rate of a long sweep, where a pool's start-up is paid once.
+    ``choice`` is "ensemble" when ensembles are faster than processes by steady rate for every model,
+    else "processes". The configs' ``log_every`` becomes a fifth of their steps (five logged windows).
+    ``max_weight_difference`` and ``mean_weight_difference``: the largest and the mean difference of a weight
+    between a run trained alone and the same run as an ensemble's member after all the steps, and
+    ``max_loss_difference`` the largest relative difference of their logged losses (float rounding, grown
+    over the steps: Adam moves a weight whose gradient is near zero by about the learning rate either way)."""
+    import shutil
+
+    from dvae_core.sweep import get_or_train_all
+    from dvae_core.train import run_label, throughput
+
+    store = Path(store)
+    steps = configs[0].steps
+    configs = [dataclasses.replace(c, log_every=max(1, steps // 5), checkpoint_every=steps) for c in configs]
+    warm = dataclasses.replace(configs[0], steps=2, seed=configs[0].seed - 1)
+    get_or_train_all([warm], store=store / "warm-up", device=device, progress=False, jobs=1, ensemble=1)
+    shutil.rmtree(store / "warm-up")
+    results: dict[str, dict] = {}
+    for label in dict.fromkeys(run_label(c) for c in configs):
+        group = [c for c in configs if run_label(c) == label]
+        images = len(group) * steps * group[0].batch_size
+        results[label] = {}
+        weights = {}
+        for way in MULTI_RUN_WAYS:
+            where = store / f"{way}-{label}"
+            t0 = time.perf_counter()
+            trained = get_or_train_all(group, store=where, device=device, progress=False,
+                                       jobs=jobs if way == "processes" else 1,
+                                       ensemble=len(group) if way == "ensemble" else 1)
+            seconds = time.perf_counter() - t0
+            shutil.rmtree(where)
+            at_once = {"alone": 1, "processes": min(jobs, len(group)), "ensemble": len(group)}[way]
+            steady = at_once * float(np.median([throughput(run["history"]) for run in trained]))
+            results[label][way] = {"wall_seconds": round(seconds, 2), "images_per_s": round(images / seconds, 1),
+                                   "steady_images_per_s": round(steady, 1)}
+            weights[way] = [(torch.cat([p.detach().flatten().cpu() for p in run["model"].parameters()]),
+                             [row["loss"] for row in run["history"]]) for run in trained]
+        # how far an ensemble's member ends from its run trained alone (float rounding, grown over the steps)
+        pairs = list(zip(weights["alone"], weights["ensemble"]))
+        results[label]["ensemble"].update(
+            max_weight_difference=float(max((a - b).abs().max() for (a, _), (b, _) in pairs)),
+            mean_weight_difference=float(np.mean([float((a - b).abs().mean()) for (a, _), (b, _) in pairs])),
+            max_loss_difference=float(max(abs(x - y) / abs(x) for (_, la), (_, lb) in pairs for x, y in zip(la, lb))))
+        for rate in ("images_per_s", "steady_images_per_s"):
+            alone = results[label]["alone"][rate]
+            for way in MULTI_RUN_WAYS:
+                results[label][way][rate.replace("images_per_s", "speedup")] = round(results[label][way][rate] / alone, 2)
+    faster = {label: max(("processes", "ensemble"), key=lambda way: ways[way]["steady_images_per_s"])
+              for label, ways in results.items()}
+    return {"machine": machine_info(device), "results": results,
+            "choice": "ensemble" if set(faster.values()) == {"ensemble"} else "processes",
+            "faster_by_model": faster, "jobs": jobs, "runs_per_model": len(configs) // len(results), "steps": steps,
+            "batch_size": configs[0].batch_size, "runs": len(MULTI_RUN_WAYS) * len(configs)}
+
+
+def multi_run_configs(profile: str, runs: int, steps: int) -> list[TrainConfig]:
+    """Fig. 2's SB and DeConv runs at ``profile``: ``runs`` seeds of each, ``steps`` steps (seeds 9000 and up,
+    which nothing else trains)."""
+    from dvae_core.papers import sbd
+
+    p = dataclasses.replace(sbd.profile(profile), steps=steps, seeds=tuple(range(9000, 9000 + runs)))
+    return sbd.comparison_configs(p)
+
+
+def run_multi_run_bench(profile: str, runs: int, steps: int, jobs: int, device: str, output: Path) -> dict:
+    """:func:`measure_multi_run` on :func:`multi_run_configs`, written to ``output`` with its settings."""
+    with tempfile.TemporaryDirectory(prefix="dvae-multi-run-") as store:
+        record = measure_multi_run(multi_run_configs(profile, runs, steps), device, jobs, Path(store))
+    record = {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "profile": profile, **record}
+    write_results(record, output)
+    return record
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
@@ -521,6 +617,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the page fragment and figure go (default book/_generated)")
     parser.add_argument("--no-page", action="store_true", help="write the results only, not the page fragment")
     parser.add_argument("--render-only", action="store_true", help="measure nothing: rebuild the page from --output")
+    parser.add_argument("--multi-run", action="store_true",
+                        help="measure only many runs at once (alone, --jobs processes, one ensemble) on Fig. 2's "
+                             f"models at the first of --profiles; results to {MULTI_RUN_OUTPUT.relative_to(REPO_ROOT)}")
+    parser.add_argument("--runs", type=int, default=4, help="--multi-run: runs per model (default 4)")
+    parser.add_argument("--jobs", type=int, default=2, help="--multi-run: processes (default 2)")
     parser.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)  # see worker_in_subprocess
     parser.add_argument("--default-allocator-worker", action="store_true", help=argparse.SUPPRESS)  # the same
     args = parser.parse_args(argv)
@@ -528,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         for path in write_page(load_results(args.output), args.page_dir):
             _log(f"wrote {path}")
+        write_multi_run_page(load_results(MULTI_RUN_OUTPUT), args.page_dir)
         return 0
     profiles = parse_names(args.profiles, PROFILES, "profile", DEFAULT_PROFILES)
     models = parse_names(args.models, MODELS, "model", MODELS)
@@ -544,6 +646,17 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.steps if args.steps is not None else DEFAULT_STEPS[profiles[0]]
         worker = compile_worker if args.compile_worker else default_allocator_worker
         print(WORKER_MARK + json.dumps(worker(models[0], profiles[0], warmup, steps, args.device)))
+        return 0
+    if args.multi_run:
+        for name, value in (("--runs", args.runs), ("--jobs", args.jobs)):
+            if value < 1:
+                raise ValueError(f"{name} {value}: give 1 or more")
+        output = args.output if args.output != DEFAULT_OUTPUT else MULTI_RUN_OUTPUT
+        record = run_multi_run_bench(profiles[0], args.runs, args.steps or MULTI_RUN_STEPS, args.jobs, args.device,
+                                     output)
+        if not args.no_page:
+            _log(f"wrote {write_multi_run_page(record, args.page_dir)}")
+        print(output)
         return 0
     sizes = QUICK if args.quick else Sizes(compile_timeout=args.compile_timeout)
     if args.steps is not None:

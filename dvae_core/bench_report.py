@@ -18,6 +18,9 @@ import numpy as np
 from dvae_core.infra import GENERATED_DIR, RESULTS_DIR, atomic_write_text
 
 DEFAULT_OUTPUT = RESULTS_DIR / "bench.json"
+MULTI_RUN_OUTPUT = RESULTS_DIR / "multi_run.json"
+MULTI_RUN_FRAGMENT = "multi_run.md"
+GPU_MULTI_RUN = RESULTS_DIR / "gpu" / "multi_run.json"  # what the device check wrote, where it is on record
 PAGE_FRAGMENT = "bench.md"
 # Not under _generated/figures/: reproduce.export_figures prunes every PNG there that is not a notebook figure.
 PAGE_FIGURE = "bench.png"
@@ -226,3 +229,66 @@ def write_page(results: dict | None, generated_dir: Path = GENERATED_DIR) -> lis
         png.unlink(missing_ok=True)  # a figure the fragment does not show would be stale
     atomic_write_text(fragment, bench_markdown(results))
     return written
+
+
+# ----------------------------------------------------------------------------------- many runs at once
+
+
+def _where(record: dict) -> str:
+    machine = record.get("machine", record)
+    if machine.get("gpu"):
+        return f"one {machine['gpu']}"
+    return (f"{machine.get('processor', 'this CPU')}, {machine.get('cpus_available', '?')} cores, "
+            f"{machine.get('threads', '?')} torch threads")
+
+
+def multi_run_markdown(record: dict | None) -> str:
+    """The cost page's table of :func:`dvae_core.bench.measure_multi_run`: images/s of many runs trained one
+    after another, as processes and as one ensemble, and which of the last two is faster here."""
+    if not record:
+        return ("Not measured on this machine yet: `python -m dvae_core.bench --multi-run` (the device check "
+                "measures it on a GPU first).\n")
+    jobs, runs = record["jobs"], record["runs_per_model"]
+    names = {"deconv": "DeConv-VAE", "sb": "SB-VAE"}
+    when = f" {record['created'][:10]}" if record.get("created") else ""
+    lines = [f"Measured{when} on {_where(record)}: Fig. 2's models at the "
+             f"`{record.get('profile', 'preview')}` profile, {runs} runs of each, {record['steps']} steps at batch "
+             f"{record['batch_size']}. Steady images/s: the runs' median logged rate times the runs training at "
+             f"once; in brackets, over the whole wall time, start-up included.", "",
+             f"| model | one after another | {jobs} processes | one ensemble of {runs} |", "|---|---:|---:|---:|"]
+    for label, ways in record["results"].items():
+        cells = []
+        for way in ("alone", "processes", "ensemble"):
+            m = ways[way]
+            ratio = "" if way == "alone" else f" (×{m['steady_speedup']:.2f})"
+            cells.append(f"{m['steady_images_per_s']:,.0f}{ratio} [{m['images_per_s']:,.0f}]")
+        lines.append(f"| {names.get(label, label)} | " + " | ".join(cells) + " |")
+    members = [ways["ensemble"] for ways in record["results"].values()]
+    if all("max_loss_difference" in m for m in members):
+        lines += ["", f"An ensemble's member is its run trained alone up to float rounding, which grows over the "
+                      f"steps: after {record['steps']}, their logged losses differ by at most "
+                      f"{max(m['max_loss_difference'] for m in members):.1e} (relative), their weights by "
+                      f"{max(m['mean_weight_difference'] for m in members):.1e} on average and "
+                      f"{max(m['max_weight_difference'] for m in members):.1e} at most (Adam moves a weight whose "
+                      f"gradient is near zero by about the learning rate either way)."]
+    faster = record["faster_by_model"]
+    verdict = ("one ensemble is faster than processes for every model" if record["choice"] == "ensemble" else
+               "processes are faster than one ensemble for " +
+               " and ".join(names.get(m, m) for m, way in faster.items() if way == "processes"))
+    advice = ("leave `DVAE_ENSEMBLE` at 1 and give sweeps `DVAE_JOBS` processes" if record["choice"] == "processes"
+              else "set `DVAE_ENSEMBLE` to a sweep's runs per model to train them as one model")
+    lines += ["", f"Here {verdict}: on this machine, {advice}.", ""]
+    return "\n".join(lines)
+
+
+def write_multi_run_page(record: dict | None, generated_dir: Path = GENERATED_DIR,
+                         gpu_record: Path = GPU_MULTI_RUN) -> Path:
+    """The fragment: this machine's measurement, then the GPU device check's (``results/gpu/multi_run.json``),
+    where one is on record."""
+    path = Path(generated_dir) / MULTI_RUN_FRAGMENT
+    text = multi_run_markdown(record)
+    gpu = load_results(gpu_record)
+    if gpu:
+        text += "\nOn a GPU, by the device check (`scripts/device_check.py`):\n\n" + multi_run_markdown(gpu)
+    atomic_write_text(path, text)
+    return path

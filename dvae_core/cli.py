@@ -9,6 +9,7 @@ run the same command again. Prints one run folder per config on stdout, in order
 
     python -m dvae_core.cli run.json --store /scratch/runs --device cuda
     python -m dvae_core.cli grid.json --jobs 2                     # a list of configs, 2 processes
+    python -m dvae_core.cli grid.json --ensemble 8 --device cuda   # up to 8 runs of one architecture as one model
     python -m dvae_core.cli grid.json --scheduler tcp://scheduler:8786   # on a Dask cluster
     python -m dvae_core.cli --recipe sb_vae --profile paper > sb.json     # a registered paper's run, as JSON
     python -m dvae_core.cli --migrate-store                               # rename runs of older recipe layouts
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", type=Path, help="the run store (default: $DVAE_RUNS or <repo>/runs)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--jobs", type=int, help="parallel local processes for several configs (default $DVAE_JOBS or 1)")
+    parser.add_argument("--ensemble", type=int,
+                        help="the most runs that differ only in seed and beta trained together as one vectorised "
+                             "model (default $DVAE_ENSEMBLE or 1: every run alone)")
     parser.add_argument("--scheduler", help="a Dask scheduler address, e.g. tcp://scheduler:8786 (store on a shared path)")
     parser.add_argument("--threads", type=int, help="torch threads in this process (default: torch's)")
     args = parser.parse_args(argv)
@@ -260,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads {args.threads}: give 1 or more")
         torch.set_num_threads(args.threads)
+    if args.ensemble is not None and args.ensemble < 1:
+        raise ValueError(f"--ensemble {args.ensemble}: give 1 (every run alone) or more")
     store = (args.store or default_store()).resolve()
     to_train = []
     for config in configs:
@@ -272,17 +278,17 @@ def main(argv: list[str] | None = None) -> int:
             to_train.append(config)
         print(f"run {runs.config_hash(config)} ({describe(config)}): {state}", file=sys.stderr, flush=True)
 
-    if len(configs) == 1 and args.jobs in (None, 1) and not args.scheduler:
+    if len(configs) == 1 and args.jobs in (None, 1) and not args.scheduler and args.ensemble in (None, 1):
         runs.get_or_train(configs[0], store, device=args.device)  # checks the model fits the data first
     elif args.scheduler:
         check_models_fit_data(to_train)  # here: a sweep's workers would meet a bad recipe after the good runs
         from distributed import Client
 
         with Client(args.scheduler) as client:
-            run_sweep(configs, executor=client.get_executor(), store=store, device=args.device)
+            run_sweep(configs, executor=client.get_executor(), store=store, device=args.device, ensemble=args.ensemble)
     else:
         check_models_fit_data(to_train)
-        run_sweep(configs, jobs=args.jobs, store=store, device=args.device)
+        run_sweep(configs, jobs=args.jobs, store=store, device=args.device, ensemble=args.ensemble)
     for config in configs:
         print(runs.run_dir(config, store))
     return 0

@@ -194,7 +194,29 @@ def scale_banner(claims: list[dict], profile: str, results_dir: Path = RESULTS_D
     else:
         lines.append("No run of the `paper` profile (the papers' own settings, for a GPU) is on record: "
                      "`results/paper/` holds no claims.")
+    checked = gpu_checks(results_dir)
+    if checked:
+        where = sorted({c.get("gpu") or c.get("device", "a GPU") for c in checked.values()})
+        lines.append(f"The GPU device check (`scripts/device_check.py`, on {', '.join(where)}) decided "
+                     f"{len(checked)} of these claims at larger scale: each such card says how, beside ours.")
+    else:
+        lines.append("No GPU device check is on record (`results/gpu/` holds none).")
     return "\n".join(lines + [":::"])
+
+
+GPU_CHECK_DIR = "gpu"  # results/gpu/: the JSON files the GPU device check wrote (scripts/device_check.py --out)
+
+
+def gpu_checks(results_dir: Path = RESULTS_DIR) -> dict[str, dict]:
+    """The claims the GPU device check decided, by claim id: each claim's record with its check's sizes and
+    device (``results/gpu/<check>.json``); empty where no check is on record."""
+    found = {}
+    for path in sorted((results_dir / GPU_CHECK_DIR).glob("*.json")):
+        record = read_json(path)
+        for claim in record.get("claims") or []:
+            found[claim["id"]] = {**claim, **{k: record[k] for k in ("images_per_run", "replicates", "gpu", "device")
+                                              if k in record}}
+    return found
 
 
 def paper_counts(claims: list[dict]) -> list[str]:
@@ -208,12 +230,14 @@ def paper_counts(claims: list[dict]) -> list[str]:
     return lines
 
 
-def scorecard_markdown(claims: list[dict], timings: dict[str, float], profile: str) -> str:
+def scorecard_markdown(claims: list[dict], timings: dict[str, float], profile: str,
+                       results_dir: Path = RESULTS_DIR) -> str:
     """The scorecard page: the scale banner and the counts (between ``CLAIMS_START`` and ``CLAIMS_END``,
     which the landing page includes), then every claim as a card of :mod:`dvae_core.verdicts`, grouped by
     paper and notebook in book order, the checks of metrics on constructed codes apart, then wall times."""
     reproductions = [c for c in claims if not is_check(c)]
     checks = [c for c in claims if is_check(c)]
+    gpu = gpu_checks(results_dir)
     counts = {v: sum(c["verdict"] == v for c in reproductions) for v in VERDICTS}
     passed = sum(c["verdict"] == "passed" for c in checks)
     lines = [
@@ -223,7 +247,7 @@ def scorecard_markdown(claims: list[dict], timings: dict[str, float], profile: s
         f"by `python -m dvae_core.reproduce --profile {profile}` from `results/{profile}/`; do not edit by hand.",
         "The rules are the same for every claim: see {ref}`How verdicts work <how-verdicts>`.", "",
         CLAIMS_START,
-        scale_banner(claims, profile), "",
+        scale_banner(claims, profile, results_dir), "",
         f"**{counts['reproduced']} reproduced, {counts['not reproduced']} not reproduced, "
         f"{counts['inconclusive']} inconclusive** out of {len(reproductions)} reproduction claims"
         + (f"; **{passed} of {len(checks)} checks** of a metric on constructed codes passed (counted apart: "
@@ -244,7 +268,7 @@ def scorecard_markdown(claims: list[dict], timings: dict[str, float], profile: s
             lines += [f"### [{notebook_title(notebook)}](../notebooks/{notebook}.ipynb)", ""]
             if checks_only:
                 lines += ["Checks of a metric on constructed codes: counted apart from the reproductions.", ""]
-            lines.append(verdicts.to_myst([verdicts.view(c) for c in group]))
+            lines.append(verdicts.to_myst([verdicts.view(c, gpu.get(c["id"])) for c in group]))
     if timings:
         lines += ["## Wall time per notebook", "", "| notebook | minutes |", "|---|---:|"]
         lines += [f"| {name} | {seconds / 60:.1f} |" for name, seconds in sorted(timings.items())]

@@ -127,6 +127,26 @@ def _continue_prefix(config: TrainConfig, directory: Path, store: Path | None) -
     atomic_torch_save(state, directory / CHECKPOINT)
 
 
+def prepare_run(config: TrainConfig, directory: Path, store: Path | None) -> None:
+    """Before a run trains in ``directory`` (under its lock): its recipe written, and a finished shorter run's
+    state copied in to continue (:func:`_continue_prefix`) if the run has no checkpoint of its own."""
+    atomic_write_text(directory / "config.json", json.dumps(config.to_dict(), indent=1, default=list))
+    if not (directory / CHECKPOINT).exists():
+        _continue_prefix(config, directory, store)
+
+
+@contextlib.contextmanager
+def nothing_half_written(directories: list[Path]):
+    """Runs that fail before their first checkpoint leave no recipe behind (no half run in the store)."""
+    try:
+        yield
+    except BaseException:
+        for directory in directories:
+            if not (directory / CHECKPOINT).exists():
+                (directory / "config.json").unlink(missing_ok=True)
+        raise
+
+
 @contextlib.contextmanager
 def run_lock(directory: Path):
     """An exclusive lock on one run: a second process asking for the same run waits, then reuses it."""
@@ -156,16 +176,9 @@ def get_or_train(config: TrainConfig, store: Path | None = None, device: str = "
         if done is not None:
             done["reused"] = True
             return done
-        recipe = directory / "config.json"
-        atomic_write_text(recipe, json.dumps(config.to_dict(), indent=1, default=list))
-        if not (directory / CHECKPOINT).exists():
-            _continue_prefix(config, directory, store)
-        try:
+        prepare_run(config, directory, store)
+        with nothing_half_written([directory]):
             result = train(config, directory, device=device, progress=progress, dataset=dataset)
-        except BaseException:
-            if not (directory / CHECKPOINT).exists():  # failed before its first checkpoint: leave no half run
-                recipe.unlink(missing_ok=True)
-            raise
     result["reused"] = False
     result["continued_from"] = continued_from(directory)
     return result

@@ -49,6 +49,14 @@ process with the same torch thread count (the data stream and initialisation dep
 seed). From a shell, ``python -m dvae_core.cli GRID.json --jobs N`` (or ``--scheduler ADDRESS``)
 runs a JSON list of configs the same way.
 
+Runs that train together
+------------------------
+``ensemble=K`` (or ``$DVAE_ENSEMBLE=K``) trains up to ``K`` VAE runs that differ only in seed and β as one
+vectorised model (:mod:`dvae_core.ensemble`): one task, one process, ``K`` runs in the store, each resumable
+alone; their evaluations then go back to the pool one run per task. A member is its run trained alone within
+float tolerance, not bit for bit. It pays where one small run leaves a device idle (a GPU); on 2 CPU cores
+processes are faster (``python -m dvae_core.bench --multi-run`` measures both, on the cost page).
+
 Running on a Dask cluster
 -------------------------
 The run store is the only thing workers and the parent share, so it must be one directory on a
@@ -102,10 +110,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from dvae_core import runs
+from dvae_core.ensemble import ensemble_groups, get_or_train_ensemble
 from dvae_core.infra import default_store, die_with_parent, keep_freed_memory, show_progress
 from dvae_core.train import TrainConfig, build_dataset, build_model, model_kind, run_label
 
 JOBS_ENV = "DVAE_JOBS"
+ENSEMBLE_ENV = "DVAE_ENSEMBLE"
 SCHEDULER_ENV = "DVAE_SCHEDULER"
 
 
@@ -173,6 +183,18 @@ def default_jobs() -> int:
     return jobs
 
 
+def default_ensemble() -> int:
+    value = os.environ.get(ENSEMBLE_ENV, "1")
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ValueError(f"{ENSEMBLE_ENV}={value!r}: set it to the most runs that train together as one ensemble "
+                         f"(1: every run alone)")
+    return size
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -229,6 +251,22 @@ def _train_one(config: TrainConfig, store: str, device: str, progress: bool | No
     return summary
 
 
+def _train_group(configs: list[TrainConfig], store: str, device: str, progress: bool | None,
+                 threads: int | None = None) -> list[dict[str, Any]]:
+    """Runs on a worker: train (or reuse) runs as one ensemble (:mod:`dvae_core.ensemble`) into the shared store;
+    one summary per run. Their evaluations go back to the pool, one task per run (:func:`_train_one` on a stored
+    run only evaluates it), so that scoring them is spread over the workers as a sweep of lone runs is."""
+    if threads is not None:
+        _init_worker(threads)
+    keep_freed_memory()
+    start = time.perf_counter()
+    results = get_or_train_ensemble(configs, Path(store), device=device, progress=progress)
+    seconds = time.perf_counter() - start
+    return [{"hash": runs.config_hash(config), "reused": result["reused"], "seconds": seconds,
+             "host": os.uname().nodename, "pid": os.getpid(), "ensemble": len(configs)}
+            for config, result in zip(configs, results)]
+
+
 @contextlib.contextmanager
 def _executor(executor: cf.Executor | None, jobs: int) -> Iterator[cf.Executor]:
     """The caller's executor (left open), ``$DVAE_SCHEDULER``'s Dask cluster, or ``jobs`` local processes."""
@@ -265,7 +303,8 @@ def _error_message(failures: dict[str, BaseException], labels: dict[str, str], s
 
 def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = None, jobs: int | None = None,
               store: Path | str | None = None, device: str = "auto", progress: bool | None = None,
-              threads: int | None = None, evaluate: Callable[[dict], Any] | None = None) -> list[dict[str, Any]]:
+              threads: int | None = None, evaluate: Callable[[dict], Any] | None = None,
+              ensemble: int | None = None) -> list[dict[str, Any]]:
     """Train (or reuse) every configuration; returns one ``get_or_train`` result per config, in order.
 
     Args:
@@ -283,6 +322,10 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
         evaluate: ``evaluate(run) -> result``, called where each run trains, after training or loading it
             (see "Evaluating where the run trains" above); its result is ``result["evaluation"]``. A run
             that appears twice is evaluated once.
+        ensemble: the most runs of one architecture (VAE runs that differ only in seed and β,
+            :func:`dvae_core.ensemble.ensemble_key`) that train together as one vectorised model, each still its
+            own run in the store; ``$DVAE_ENSEMBLE`` or 1 (every run alone) by default. Each ensemble is one
+            task: one process, or one worker of the executor.
 
     Each result is ``{"model", "history", "config", "reused"}`` (and ``"evaluation"`` with ``evaluate``);
     ``reused`` is False only for the first occurrence of a run this sweep trained. Raises
@@ -292,6 +335,9 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs={jobs}: use 1 (in this process) or more (parallel processes)")
+    ensemble = default_ensemble() if ensemble is None else ensemble
+    if ensemble < 1:
+        raise ValueError(f"ensemble={ensemble}: use 1 (every run alone) or more (runs trained together)")
     store = Path(store if store is not None else default_store()).resolve()
     hashes = [runs.config_hash(c) for c in configs]
     unique: dict[str, TrainConfig] = {}
@@ -306,12 +352,15 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
             # evaluations ran at glibc's default, measured twice as slow in fvae_tc (19.0 min vs 8.8)
             keep_freed_memory()
         finished: dict[str, dict[str, Any]] = {}
+        trained_together = _train_ensembles_here(unique, ensemble, store, device, progress, failures)
         results = []
         for h, config in zip(hashes, configs):
             if h in failures:
                 continue
             try:
                 result = runs.get_or_train(config, store, device=device, progress=progress)
+                if h in trained_together:
+                    result["reused"] = False
                 if evaluate is not None:
                     result["evaluation"] = (finished[h]["evaluation"] if h in finished
                                             else evaluate({**result, "store": str(store)}))
@@ -346,21 +395,42 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
         worker_progress = progress if progress is True else False
         bar = tqdm(total=len(pending), desc="sweep runs", disable=not show_progress(progress), leave=False)
         with _executor(executor, min(jobs, len(pending))) as pool:
-            futures = {pool.submit(_train_one, pending[h], str(store), device, worker_progress, threads, evaluate): h
-                       for h in longest_first(pending)}
+            order = longest_first(pending)
+            groups = [[order[i] for i in group] for group in ensemble_groups([pending[h] for h in order], ensemble)]
+
+            def submit_alone(h: str) -> None:
+                futures[pool.submit(_train_one, pending[h], str(store), device, worker_progress, threads,
+                                    evaluate)] = ([h], "alone")
+
+            futures: dict[cf.Future, tuple[list[str], str]] = {}
+            for group in groups:
+                if len(group) == 1:
+                    submit_alone(group[0])
+                else:
+                    futures[pool.submit(_train_group, [pending[h] for h in group], str(store), device,
+                                        worker_progress, threads)] = (group, "together")
             try:
-                for future in cf.as_completed(futures):
-                    h = futures[future]
-                    try:
-                        summary = future.result()
-                    except Exception as err:
-                        failures[h] = err
-                    else:
-                        if not summary["reused"]:
-                            trained_here.add(h)
-                        if "evaluation" in summary:
-                            evaluations[h] = summary["evaluation"]
-                    bar.update(1)
+                while futures:
+                    done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                    for future in done:
+                        group, how = futures.pop(future)
+                        try:
+                            summaries = future.result()
+                        except Exception as err:
+                            failures.update({h: err for h in group})
+                            bar.update(len(group))
+                            continue
+                        summaries = summaries if how == "together" else [summaries]
+                        for h, summary in zip(group, summaries):
+                            if not summary["reused"]:
+                                trained_here.add(h)
+                            if "evaluation" in summary:
+                                evaluations[h] = summary["evaluation"]
+                        if how == "together" and evaluate is not None:
+                            for h in group:  # now stored: each evaluated on a worker of its own
+                                submit_alone(h)
+                        else:
+                            bar.update(len(group))
             except BaseException:
                 for future in futures:
                     future.cancel()
@@ -391,12 +461,33 @@ def run_sweep(configs: Iterable[TrainConfig], executor: cf.Executor | None = Non
     return results
 
 
+def _train_ensembles_here(unique: dict[str, TrainConfig], size: int, store: Path, device: str,
+                          progress: bool | None, failures: dict[str, BaseException]) -> set[str]:
+    """In this process, train the runs that share an ensemble (:func:`ensemble_groups` of ``size``) together;
+    the hashes it trained. A failed ensemble's runs go into ``failures``."""
+    if size == 1:
+        return set()
+    hashes = list(unique)
+    trained: set[str] = set()
+    for group in ensemble_groups(unique.values(), size):
+        if len(group) == 1:
+            continue  # trains alone, in the caller's loop
+        members = [hashes[i] for i in group]
+        try:
+            results = get_or_train_ensemble([unique[h] for h in members], store, device=device, progress=progress)
+        except Exception as err:
+            failures.update({h: err for h in members})
+            continue
+        trained.update(h for h, result in zip(members, results) if not result["reused"])
+    return trained
+
+
 def get_or_train_all(configs: Iterable[TrainConfig], store: Path | None = None, device: str = "auto",
                      progress: bool | None = None, *, jobs: int | None = None,
-                     executor: Any = None, evaluate: Any = None) -> list[dict[str, Any]]:
+                     executor: Any = None, evaluate: Any = None, ensemble: int | None = None) -> list[dict[str, Any]]:
     """``get_or_train`` for every config, in order: :func:`run_sweep` with the arguments of
     :func:`dvae_core.runs.get_or_train` first. In this process by default, or ``jobs`` local processes,
     or any ``concurrent.futures`` executor (a Dask cluster's); ``$DVAE_JOBS`` / ``$DVAE_SCHEDULER`` set the
     default. ``evaluate(run)`` scores each run where it trained (``result["evaluation"]``)."""
     return run_sweep(configs, executor=executor, jobs=jobs, store=store, device=device, progress=progress,
-                     evaluate=evaluate)
+                     evaluate=evaluate, ensemble=ensemble)

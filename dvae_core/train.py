@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Protocol, get_args, runtime_checkable
+from typing import Any, Callable, Iterable, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 import torch
@@ -254,38 +254,48 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class FiniteGuard:
-    """Watches every loss term for NaN/inf without a host–device sync per step.
+    """Watches every loss term of one or more runs trained together for NaN/inf without a host–device sync
+    per step.
 
-    :meth:`watch` records, on the training device, the first step at which any term was not finite and
-    every term's value at that step; :meth:`check` reads that record (one sync) and raises naming the step
-    and term. The loop checks at every log row and before every checkpoint or snapshot, so weights that a
-    non-finite step has touched are never saved: a resumed run restarts from the last finite checkpoint.
+    :meth:`watch` records, on the training device, each run's first step at which any term was not finite and
+    every term's value at that step; :meth:`check` reads that record (one sync) and raises naming the step and
+    term (and the run, where several train together: ``labels``). The loop checks at every log row and before
+    every checkpoint or snapshot, so weights that a non-finite step has touched are never saved: a resumed run
+    restarts from the last finite checkpoint.
     """
 
-    def __init__(self):
+    def __init__(self, labels: list[str] | None = None):
+        self.labels = labels
         self.names: list[str] | None = None
         self.first_bad_step: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
 
     def watch(self, terms: dict[str, torch.Tensor], step: int) -> None:
-        values = torch.stack([v.detach().reshape(()).to(torch.float64) for v in terms.values()])
+        """``terms``: scalars for one run, or ``(K,)`` tensors for ``K`` runs."""
+        size = len(self.labels) if self.labels else 1
+        values = torch.stack([v.detach().reshape(size).to(torch.float64) for v in terms.values()], dim=1)
         if self.names is None or self.names != list(terms):
             self.check()  # a new set of terms (never mid-run in practice): settle the old record first
             self.names = list(terms)
-            self.first_bad_step = torch.zeros((), dtype=torch.int64, device=values.device)
+            self.first_bad_step = torch.zeros(size, dtype=torch.int64, device=values.device)
             self.values = torch.zeros_like(values)
-        first = (self.first_bad_step == 0) & ~torch.isfinite(values).all()
+        first = (self.first_bad_step == 0) & ~torch.isfinite(values).all(dim=1)
         self.first_bad_step = torch.where(first, torch.full_like(self.first_bad_step, step), self.first_bad_step)
-        self.values = torch.where(first, values, self.values)
+        self.values = torch.where(first[:, None], values, self.values)
 
     def check(self) -> None:
-        if self.first_bad_step is None or not int(self.first_bad_step):
+        if self.first_bad_step is None:
             return
-        values = self.values.tolist()
-        name, value = next((n, v) for n, v in zip(self.names, values) if not math.isfinite(v))
+        bad = self.first_bad_step.tolist()
+        runs = [k for k, s in enumerate(bad) if s]
+        if not runs:
+            return
+        k = min(runs, key=lambda r: bad[r])
+        name, value = next((n, v) for n, v in zip(self.names, self.values[k].tolist()) if not math.isfinite(v))
+        who = f"{self.labels[k]}: " if self.labels else ""
         raise NonFiniteLossError(
-            f"step {int(self.first_bad_step)}: loss term '{name}' is {value}; lower the learning rate, or check "
-            f"the data are in [0, 1] (a resumed run restarts from the last finite checkpoint)")
+            f"{who}step {bad[k]}: loss term '{name}' is {value}; lower the learning rate, or check the data are in "
+            f"[0, 1] (a resumed run restarts from the last finite checkpoint)")
 
 
 def check_precision(precision: str | None) -> None:
@@ -313,6 +323,103 @@ def numeric_precision(precision: str | None, device: torch.device):
     yield
 
 
+class Runs(Protocol):
+    """What :func:`train_runs` trains: the models and optimisers of ``size`` runs and their step.
+    :class:`OneRun` is one run (what :func:`train` trains); :class:`dvae_core.ensemble.StackedRuns` is several
+    VAE runs as one vectorised model."""
+
+    size: int
+    label: str  # for the progress bar
+
+    def load(self, k: int, state: dict[str, Any], path: Path, fix: str) -> None:
+        """Member ``k``'s weights, optimiser state and noise generator from its checkpoint ``state``."""
+
+    def start(self) -> None:
+        """Called once after every checkpoint is loaded, before the first step."""
+
+    def step(self, draw: Callable[[], torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """One training step (``step`` steps done so far) on batches from ``draw()``; the terms, scalars for one
+        run and ``(size,)`` tensors for several."""
+
+    def state(self, k: int) -> dict[str, Any]:
+        """Member ``k``'s part of its checkpoint: model, optimiser(s) and noise generator states."""
+
+    def weights(self, k: int) -> dict[str, torch.Tensor]:
+        """Member ``k``'s model weights (its snapshots)."""
+
+    def models(self) -> list[TrainableModel]:
+        """The trained models, in eval mode, with their final weights."""
+
+
+class OneRun:
+    """One run's model and optimisers, built from its seed (the caller seeds torch first)."""
+
+    size = 1
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        self.config, self.device = config, device
+        self.model = build_model(config).to(device)
+        self.loss_of = torch.compile(self.model.loss) if config.compile else self.model.loss
+        self.optimizer = make_optimizer(config, self.model.vae_parameters())
+        self.auxiliary = self.model.auxiliary_optimizer()  # FactorVAE's discriminator has its own
+        self.label = f"{run_label(config)} s{config.seed}"
+
+    def load(self, k: int, state: dict[str, Any], path: Path, fix: str) -> None:
+        load_weights(self.model, state["model"], path, f"{fix} (was the file copied over from another run?)")
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.auxiliary is not None:
+            self.auxiliary.load_state_dict(state["auxiliary_optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and "device_rng" in state:  # the noise's generator there (not the CPU's)
+            torch.cuda.set_rng_state(state["device_rng"], self.device)
+
+    def start(self) -> None:
+        self.model.train()
+
+    def step(self, draw: Callable[[], torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        config, model = self.config, self.model
+        x = draw()
+        if hasattr(model, "set_step"):  # a schedule inside the loss (FactorVAE's γ warm-up)
+            model.set_step(step)
+        with numeric_precision(config.precision, self.device):
+            terms = self.loss_of(x, beta=config.beta)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        self.optimizer.step()
+        if self.auxiliary is not None:  # Kim & Mnih's Algorithm 2: a second batch trains the discriminator
+            x2 = draw()
+            with numeric_precision(config.precision, self.device):
+                terms.update(model.auxiliary_step(x2, self.auxiliary))
+        return terms
+
+    def state(self, k: int) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                **({"device_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
+                **({"auxiliary_optimizer": self.auxiliary.state_dict()} if self.auxiliary is not None else {})}
+
+    def weights(self, k: int) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def models(self) -> list[TrainableModel]:
+        return [self.model.eval()]
+
+
+def draw_batches(dataset, rngs: list[np.random.Generator], batch: int, device: torch.device) -> torch.Tensor:
+    """The next batch of each run, each drawn from its own generator: ``(batch, C, H, W)`` for one run,
+    ``(K, batch, C, H, W)`` for ``K``. A factor dataset renders the ``K`` batches in one call (an image depends
+    on its factors only, so they are the batches drawn one by one)."""
+    if len(rngs) == 1:
+        return dataset.sample(batch, rngs[0], device=device)[0]
+    from dvae_core.data.base import FactorDataset
+
+    if type(dataset).sample is FactorDataset.sample:
+        images = dataset.images_on(np.concatenate([dataset.sample_factors(batch, rng) for rng in rngs]), device)
+    else:
+        images = torch.cat([dataset.sample(batch, rng, device=device)[0] for rng in rngs])
+    return images.reshape(len(rngs), batch, *images.shape[1:])
+
+
 def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progress: bool | None = None,
           dataset=None) -> dict[str, Any]:
     """Train (or resume) the run ``config`` in ``run_dir``; returns the final state dict.
@@ -330,104 +437,112 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     dev = resolve_device(device)
     keep_freed_memory()
     torch.manual_seed(config.seed)  # after the data and their check: the model starts from the seed as ever
-    rng = np.random.default_rng(config.seed)
-    model = build_model(config).to(dev)
-    loss_of = torch.compile(model.loss) if config.compile else model.loss
-    optimizer = make_optimizer(config, model.vae_parameters())
-    auxiliary = model.auxiliary_optimizer()  # FactorVAE's discriminator has its own
-    history: list[dict[str, float]] = []
-    step = 0
+    return train_runs([config], [run_dir], OneRun(config, dev), dataset, dev, progress)[0]
+
+
+def train_runs(configs: list[TrainConfig], run_dirs: list[Path], runs: Runs, dataset, device: torch.device,
+               progress: bool | None = None) -> list[dict[str, Any]]:
+    """The training loop, for one run (:func:`train`) or several trained together (:mod:`dvae_core.ensemble`):
+    run ``k`` has recipe ``configs[k]`` and checkpoint folder ``run_dirs[k]``, and ``runs`` holds the models.
+    The runs share everything but their seed and β: steps, batch, log, checkpoint and snapshot cadence.
+    Each run's data come from its own generator, its checkpoint and history are its own (in the layout
+    :func:`train` always wrote), and all of them resume from one step. One result per run, as :func:`train`'s."""
+    first = configs[0]
+    several = len(configs) > 1
+    rngs = [np.random.default_rng(c.seed) for c in configs]
+    histories: list[list[dict[str, float]]] = [[] for _ in configs]
     # the logging window's running sums: a checkpoint between two log rows keeps them, so a resumed run logs
     # the same means as an uninterrupted one (its images/s and data share restart with the new process)
-    sums: dict[str, float | torch.Tensor] = {}  # tensors on the device between log rows
-    window_steps = 0
-
-    ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.exists():
+    sums: dict[str, torch.Tensor] = {}  # (runs,) float64 tensors on the device between log rows
+    step, window_steps = 0, 0
+    resumed_steps = []
+    for k, (config, run_dir) in enumerate(zip(configs, run_dirs)):
+        ckpt_path = run_dir / CHECKPOINT
+        if not ckpt_path.exists():
+            resumed_steps.append(None)
+            continue
         state = load_checkpoint(ckpt_path)
         if canonical_json(state["config"]) != config.canonical():
             raise RuntimeError(f"{ckpt_path} belongs to another configuration: delete {run_dir} to retrain")
         fix = f"delete {run_dir} to retrain"
-        load_weights(model, state["model"], ckpt_path, f"{fix} (was the file copied over from another run?)")
         try:
-            optimizer.load_state_dict(state["optimizer"])
-            if auxiliary is not None:
-                auxiliary.load_state_dict(state["auxiliary_optimizer"])
-            rng.bit_generator.state = json.loads(state["data_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            history, step = json.loads(state["history"]), state["step"]
+            runs.load(k, state, ckpt_path, fix)
+            rngs[k].bit_generator.state = json.loads(state["data_rng"])
+            histories[k], step = json.loads(state["history"]), state["step"]
             window = json.loads(state.get("log_window", '{"sums": {}, "steps": 0}'))
-            sums, window_steps = window["sums"], window["steps"]
+            window_steps = window["steps"]
+            for name, value in window["sums"].items():
+                sums.setdefault(name, torch.zeros(len(configs), dtype=torch.float64, device=device))[k] = value
         except (KeyError, TypeError, ValueError, RuntimeError) as err:  # torch's messages here name no file
+            if isinstance(err, RuntimeError) and str(err).startswith(str(ckpt_path)):
+                raise  # load_weights' own message names the file already
             raise RuntimeError(f"{ckpt_path} holds a damaged training state ({short_cause(err)}): {fix}") from None
+        resumed_steps.append(step)
+    if several and len(set(resumed_steps)) > 1:
+        raise RuntimeError(f"the runs stand at different steps ({', '.join(str(s or 0) for s in resumed_steps)}) "
+                           f"in {', '.join(str(d) for d in run_dirs)}: runs trained together resume from one step "
+                           f"(train them alone, or dvae_core.ensemble.get_or_train_ensemble groups them by step)")
+    runs.start()
+    guard = FiniteGuard([f"run seed={c.seed} beta={c.beta}" for c in configs] if several else None)
+    data_seconds = 0.0
 
-    guard = FiniteGuard()
-
-    def window_sums() -> dict[str, float]:
-        return {k: float(v) for k, v in sums.items()}
+    def draw() -> torch.Tensor:  # drawn on the training device
+        nonlocal data_seconds
+        t0 = time.perf_counter()
+        x = draw_batches(dataset, rngs, first.batch_size, device)
+        data_seconds += time.perf_counter() - t0
+        return x
 
     def save() -> None:
         guard.check()
-        atomic_torch_save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-            "config": config.to_dict(), "history": json.dumps(history),
-            "log_window": json.dumps({"sums": window_sums(), "steps": window_steps}),
-            "data_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
-            **({"auxiliary_optimizer": auxiliary.state_dict()} if auxiliary is not None else {}),
-        }, ckpt_path)
+        for k, (config, run_dir) in enumerate(zip(configs, run_dirs)):
+            window = {"sums": {name: float(value[k]) for name, value in sums.items()}, "steps": window_steps}
+            atomic_torch_save({
+                **runs.state(k), "step": step, "config": config.to_dict(), "history": json.dumps(histories[k]),
+                "log_window": json.dumps(window), "data_rng": json.dumps(rngs[k].bit_generator.state),
+            }, run_dir / CHECKPOINT)
 
-    model.train()
-    bar = tqdm(total=config.steps, initial=step, disable=not show_progress(progress), desc=f"{run_label(config)} s{config.seed}",
+    bar = tqdm(total=first.steps, initial=step, disable=not show_progress(progress), desc=runs.label,
                leave=False, mininterval=2.0)
-    window_start, data_seconds, timed_steps = time.perf_counter(), 0.0, 0
-    while step < config.steps:
-        t0 = time.perf_counter()
-        x, _ = dataset.sample(config.batch_size, rng, device=dev)  # drawn on the training device
-        data_seconds += time.perf_counter() - t0
-        if hasattr(model, "set_step"):  # a schedule inside the loss (FactorVAE's γ warm-up)
-            model.set_step(step)
+    window_start, timed_steps = time.perf_counter(), 0
+    while step < first.steps:
         try:
-            with numeric_precision(config.precision, dev):
-                terms = loss_of(x, beta=config.beta)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            step += 1
-            optimizer.step()
-            if auxiliary is not None:  # Kim & Mnih's Algorithm 2: a second batch trains the discriminator
-                x2, _ = dataset.sample(config.batch_size, rng, device=dev)
-                with numeric_precision(config.precision, dev):
-                    terms.update(model.auxiliary_step(x2, auxiliary))
+            terms = runs.step(draw, step)
         except Exception:  # an error a NaN caused a few steps after it arose: name the NaN
             guard.check()
             raise
+        step += 1
         guard.watch(terms, step)
         for name, value in terms.items():  # summed on the device in float64: read only at log rows
-            value = value.detach().to(torch.float64)
+            value = value.detach().reshape(len(configs)).to(torch.float64)
             sums[name] = sums[name] + value if name in sums else value + 0.0
         window_steps += 1
         timed_steps += 1
         bar.update(1)
-        if step % config.log_every == 0 or step == config.steps:
+        if step % first.log_every == 0 or step == first.steps:
             guard.check()
             elapsed = time.perf_counter() - window_start
-            row = {"step": step, **{k: v / window_steps for k, v in window_sums().items()},
-                   "images_per_s": timed_steps * config.batch_size / elapsed,
-                   "data_fraction": data_seconds / elapsed}
-            history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.1f}", ips=f"{row['images_per_s']:.0f}")
+            means = {name: (value / window_steps).tolist() for name, value in sums.items()}
+            for k, history in enumerate(histories):
+                history.append({"step": step, **{name: means[name][k] for name in means},
+                                "images_per_s": timed_steps * first.batch_size / elapsed,
+                                "data_fraction": data_seconds / elapsed, **({"ensemble": len(configs)} if several else {})})
+            bar.set_postfix(loss=f"{histories[0][-1]['loss']:.1f}",
+                            ips=f"{len(configs) * timed_steps * first.batch_size / elapsed:.0f}")
             sums, window_steps = {}, 0
             window_start, data_seconds, timed_steps = time.perf_counter(), 0.0, 0
-        if config.snapshot_every and step % config.snapshot_every == 0:
+        if first.snapshot_every and step % first.snapshot_every == 0:
             guard.check()
-            snapshot_path(run_dir, step).parent.mkdir(exist_ok=True)
-            atomic_torch_save(model.state_dict(), snapshot_path(run_dir, step))
-        if step % config.checkpoint_every == 0 or step == config.steps:
+            for k, run_dir in enumerate(run_dirs):
+                snapshot_path(run_dir, step).parent.mkdir(exist_ok=True)
+                atomic_torch_save(runs.weights(k), snapshot_path(run_dir, step))
+        if step % first.checkpoint_every == 0 or step == first.steps:
             save()
     bar.close()
-    if step == 0 or not ckpt_path.exists():
+    if step == 0 or not all((d / CHECKPOINT).exists() for d in run_dirs):
         save()
-    model.eval()
-    return {"model": model, "history": history, "config": config}
+    return [{"model": model, "history": history, "config": config}
+            for model, history, config in zip(runs.models(), histories, configs)]
 
 
 def throughput(history: list[dict[str, float]]) -> float:

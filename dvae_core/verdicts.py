@@ -60,6 +60,7 @@ class VerdictView:
     scale: str         # training budget, learning gates, seeds
     compare: str       # why the paper's number and ours are on different scales ("" where they are not)
     stale: str
+    gpu: str = ""      # the same claim decided by the GPU device check, where one is on record
 
     @property
     def label(self) -> str:
@@ -152,8 +153,18 @@ def scale(record: Mapping) -> str:
     return "; ".join(parts)
 
 
-def view(record: Mapping | Any) -> VerdictView:
-    """The card of one claim: a results record (dict) or a :class:`~dvae_core.claims.Claim`."""
+def gpu_line(check: Mapping) -> str:
+    """One sentence for a claim the GPU device check decided (``scripts/device_check.py``: the claim's record
+    with the check's ``images_per_run``, ``replicates``, ``gpu`` or ``device`` beside it)."""
+    verdict = check["verdict"] + (f" ({check['reason']})" if check.get("reason") else "")
+    where = check.get("gpu") or check.get("device") or "a GPU"
+    return (f"{verdict} on {where}, {number(check['images_per_run'])} training images per run, "
+            f"{check['replicates']} replicates: {check.get('explanation') or ''}").rstrip(": ")
+
+
+def view(record: Mapping | Any, gpu: Mapping | None = None) -> VerdictView:
+    """The card of one claim: a results record (dict) or a :class:`~dvae_core.claims.Claim`; ``gpu``, the same
+    claim as the GPU device check decided it (:func:`gpu_line`), if it did."""
     if is_dataclass(record):
         record = asdict(record)
     verdict = record["verdict"]
@@ -171,7 +182,7 @@ def view(record: Mapping | Any) -> VerdictView:
         verdict=verdict, badge=badge, colour=colour, claim=record["claim"], ours=values(record.get("ours")),
         paper=values(record.get("paper_value")), measure=record.get("metric", ""), why=why, rule=short,
         rule_full=rule, scale=scale(record), compare=_value_note(record.get("notebook", "")),
-        stale=record.get("stale") or "")
+        stale=record.get("stale") or "", gpu=gpu_line(gpu) if gpu else "")
 
 
 def _value_note(notebook: str) -> str:
@@ -190,6 +201,8 @@ def _lines(v: VerdictView) -> list[tuple[str, str]]:
         lines.append(("Why" if v.verdict == "inconclusive" else "Numbers", v.why))
     if v.scale:
         lines.append(("Scale", v.scale))
+    if v.gpu:
+        lines.append(("GPU check", v.gpu))
     if v.stale:
         lines.append(("Stale", v.stale))
     return lines

@@ -17,6 +17,11 @@ papermill, nothing from a registry. On the GPU machine, from the repository root
 ``--scale tiny`` (smoke-profile models, a few steps, on the CPU) is what CI runs, so the script cannot rot.
 Runs train ``--jobs`` at a time (processes; on one GPU they share it, on several each takes its own) into
 ``<OUT>/runs`` unless ``--store`` says otherwise.
+
+First, the multi-run measurement (``multi_run``, :func:`run_multi_run`) trains Fig. 2's models three ways (one
+after another, ``--jobs`` processes, one vectorised ensemble) and writes their images/s to
+``<OUT>/multi_run.json``; with ``--ensemble auto`` (the default) the faster of processes and ensembles is how
+the checks after it train their runs (``summary["ensemble"]``: the most runs per ensemble, 1 for processes).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing the package
     sys.path.insert(0, str(ROOT))
 
+from dvae_core.bench import measure_multi_run  # noqa: E402
 from dvae_core.data import make_dataset  # noqa: E402
 from dvae_core.infra import atomic_write_text, resolve_device  # noqa: E402
 from dvae_core.papers import sbd  # noqa: E402
@@ -57,19 +63,24 @@ class Scale:
     fig3_pairs: int
     tradeoff_steps: int
     tradeoff_seeds: int     # seeds of the whole β × γ sweep
+    multi_run_runs: int     # runs per decoder in the multi-run measurement (Fig. 2's models)
+    multi_run_steps: int    # steps of each of them
 
 
 SCALES = {
     # CI, on the CPU: smoke models, a few steps, two replicates (every verdict is "inconclusive")
     "tiny": Scale("smoke", fig2_steps=12, fig2_pairs=2, fig3_steps=12, fig3_pairs=2, tradeoff_steps=12,
-                  tradeoff_seeds=2),
+                  tradeoff_seeds=2, multi_run_runs=2, multi_run_steps=4),
     # one GPU, about 10 minutes (sized from the CPU cost and the expected GPU speed-up; the output says
     # what it took): Fig. 2 at the budget curve's longest 216k images per run on 24 pairs, Fig. 3 at 72k
-    # images on 12 pairs, the trade-off at twice the preview's steps on 8 seeds
+    # images on 12 pairs, the trade-off at twice the preview's steps on 8 seeds; the multi-run measurement
+    # trains 16 runs per decoder for 200 steps three ways (multi_run.json records how long it took)
     "gpu": Scale("preview", fig2_steps=13_500, fig2_pairs=24, fig3_steps=4_500, fig3_pairs=12, tradeoff_steps=3_000,
-                 tradeoff_seeds=8),
+                 tradeoff_seeds=8, multi_run_runs=16, multi_run_steps=200),
 }
-CHECKS = ("sbd_fig2", "sbd_fig3", "fvae_tradeoff")
+CHECKS = ("multi_run", "sbd_fig2", "sbd_fig3", "fvae_tradeoff")
+#: The largest ensemble the checks train when the measurement chooses ensembles (every Fig. 2 run of a decoder).
+LARGEST_ENSEMBLE = 64
 
 
 def sbd_profile(scale: Scale, steps: int, pairs: int) -> sbd.SBDProfile:
@@ -77,12 +88,23 @@ def sbd_profile(scale: Scale, steps: int, pairs: int) -> sbd.SBDProfile:
     return replace(p, steps=steps, seeds=tuple(range(SEED_OFFSET, SEED_OFFSET + pairs)))
 
 
-def run_sbd(scale: Scale, figure: str, device: str, jobs: int, store: Path) -> dict:
+def run_multi_run(scale: Scale, device: str, jobs: int, store: Path) -> dict:
+    """How many runs of one architecture are best trained on this device
+    (:func:`dvae_core.bench.measure_multi_run`): Fig. 2's SB and DeConv models at the check's profile,
+    ``multi_run_runs`` runs of each for ``multi_run_steps`` steps, one after another, as ``jobs`` processes and
+    as one ensemble. Its choice is how the other checks then train."""
+    p = sbd_profile(scale, scale.multi_run_steps, scale.multi_run_runs)
+    result = measure_multi_run(sbd.comparison_configs(p), device, jobs, store)
+    return {**result, "profile": scale.profile, "images_per_run": scale.multi_run_steps * p.batch_size,
+            "claims": [], "table": None}
+
+
+def run_sbd(scale: Scale, figure: str, device: str, jobs: int, store: Path, ensemble: int = 1) -> dict:
     steps, pairs = ((scale.fig2_steps, scale.fig2_pairs) if figure == "fig2" else (scale.fig3_steps, scale.fig3_pairs))
     p = sbd_profile(scale, steps, pairs)
     factor_vae = p.fig3_factor_vae if figure == "fig3" else None
     configs = sbd.comparison_configs(p, factor_vae=factor_vae)
-    runs = get_or_train_all(configs, store=store, device=device, jobs=jobs, evaluate=sbd.scorer(p))
+    runs = get_or_train_all(configs, store=store, device=device, jobs=jobs, evaluate=sbd.scorer(p), ensemble=ensemble)
     table = sbd.fig2_table([run["evaluation"] for run in runs])
     setting = "VAE on colored sprites" if figure == "fig2" else "FactorVAE on colored sprites"
     claims = sbd.comparison_claims(table, f"sbd-{figure}", setting, f"Fig. {figure[-1]}", p=p, runs=runs)
@@ -90,14 +112,14 @@ def run_sbd(scale: Scale, figure: str, device: str, jobs: int, store: Path) -> d
             "runs": len(configs)}
 
 
-def run_tradeoff(scale: Scale, device: str, jobs: int, store: Path) -> dict:
+def run_tradeoff(scale: Scale, device: str, jobs: int, store: Path, ensemble: int = 1) -> dict:
     p = ft.profile(scale.profile)
     p = replace(p, steps=scale.tradeoff_steps, datasets=("dsprites",),
                 seeds=tuple(range(SEED_OFFSET, SEED_OFFSET + scale.tradeoff_seeds)))
     dataset = make_dataset("dsprites", resolution=p.resolution)
     configs = ft.tradeoff_configs(p, "dsprites")
     runs = get_or_train_all(configs, store=store, device=device, jobs=jobs,
-                            evaluate=partial(ft.evaluate_run, dataset=dataset, p=p))
+                            evaluate=partial(ft.evaluate_run, dataset=dataset, p=p), ensemble=ensemble)
     table = ft.tradeoff_table([run["evaluation"] for run in runs])
     claims = ft.tradeoff_claims(table, "dsprites", p, cost=ft.sweep_cost(runs, p))
     return {"claims": claims, "table": table, "images_per_run": p.steps * p.batch_size,
@@ -121,9 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
     parser.add_argument("--store", type=Path, help="the run store (default <OUT>/runs)")
     parser.add_argument("--only", choices=CHECKS, action="append", help="run only this check (repeatable)")
+    parser.add_argument("--ensemble", default="auto",
+                        help="runs trained together as one vectorised ensemble: auto (the multi-run measurement "
+                             "chooses; processes without it), or the most runs per ensemble (1: every run alone)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.exit(2, f"error: --jobs {args.jobs}: give 1 or more\n")
+    if args.ensemble != "auto" and not (args.ensemble.isdigit() and int(args.ensemble) >= 1):
+        parser.exit(2, f"error: --ensemble {args.ensemble}: give auto or a whole number, 1 or more\n")
     try:
         info = device_info(args.device)
     except ValueError as err:
@@ -131,16 +158,38 @@ def main(argv: list[str] | None = None) -> int:
     scale = SCALES[args.scale]
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.store or args.out / "runs"
+    ensemble = 1 if args.ensemble == "auto" else int(args.ensemble)
     summary = {**info, "scale": args.scale, "sizes": asdict(scale), "seed_offset": SEED_OFFSET, "jobs": args.jobs,
-               "checks": {}}
+               "ensemble": ensemble, "checks": {}}
     started = time.perf_counter()
-    for check in args.only or CHECKS:
+    checks = args.only or CHECKS
+    for check in [c for c in CHECKS if c in checks]:
         t0 = time.perf_counter()
-        if check == "fvae_tradeoff":
-            result = run_tradeoff(scale, args.device, args.jobs, store)
+        if check == "multi_run":
+            result = run_multi_run(scale, args.device, args.jobs, store / "multi_run")
+            if args.ensemble == "auto":
+                ensemble = LARGEST_ENSEMBLE if result["choice"] == "ensemble" else 1
+                summary["ensemble"] = ensemble
+        elif check == "fvae_tradeoff":
+            result = run_tradeoff(scale, args.device, args.jobs, store, ensemble)
         else:
-            result = run_sbd(scale, check.removeprefix("sbd_"), args.device, args.jobs, store)
+            result = run_sbd(scale, check.removeprefix("sbd_"), args.device, args.jobs, store, ensemble)
         seconds = time.perf_counter() - t0
+        if check == "multi_run":
+            record = {**info, "check": check, "scale": args.scale, "wall_seconds": round(seconds, 1),
+                      **{k: v for k, v in result.items() if k not in ("claims", "table", "replicates")}}
+            atomic_write_text(args.out / f"{check}.json", json.dumps(record, indent=1) + "\n")
+            summary["checks"][check] = {"wall_seconds": round(seconds, 1), "choice": result["choice"],
+                                        "ensemble_used": ensemble, "results": result["results"]}
+            for decoder, ways in result["results"].items():
+                print(f"{check}: {decoder}: " + ", ".join(
+                    f"{way} {m['images_per_s']:,.0f} images/s ({m['steady_images_per_s']:,.0f} steady)"
+                    for way, m in ways.items()) + f" ({result['runs_per_model']} runs)", flush=True)
+            print(f"{check}: chose {result['choice']} (ensembles of up to {ensemble} runs) in {seconds:.0f} s",
+                  flush=True)
+            summary["wall_seconds"] = round(time.perf_counter() - started, 1)
+            atomic_write_text(args.out / "device_check.json", json.dumps(summary, indent=1) + "\n")
+            continue
         claims = [asdict(c) for c in result["claims"]]
         record = {**info, "check": check, "scale": args.scale, "seed_offset": SEED_OFFSET,
                   "images_per_run": result["images_per_run"], "replicates": result["replicates"],

@@ -218,3 +218,57 @@ def test_allocator_lever_measures_glibc_defaults_in_a_fresh_process(one_thread):
     assert default["images_per_s"] > 0, default
     crashed = bench.worker_in_subprocess("nope", "smoke", 1, 1, "cpu", timeout=120, worker="default-allocator")
     assert crashed["error"].startswith("default-allocator worker exited with status 2: error: unknown model 'nope'")
+
+
+def test_multi_run_cli_times_three_ways_and_renders_the_choice(tmp_path, capsys):
+    out, page = tmp_path / "multi_run.json", tmp_path / "page"
+    code = bench.main(["--multi-run", "--profiles", "smoke", "--runs", "2", "--steps", "5", "--jobs", "2",
+                       "--output", str(out), "--page-dir", str(page)])
+    assert code == 0 and capsys.readouterr().out.strip() == str(out)
+    record = json.loads(out.read_text())
+    assert set(record["results"]) == {"deconv", "sb"} and record["runs_per_model"] == 2 and record["steps"] == 5
+    for ways in record["results"].values():
+        assert list(ways) == list(bench.MULTI_RUN_WAYS)
+        assert all(m["images_per_s"] > 0 and m["steady_images_per_s"] > 0 for m in ways.values())
+        processes = ways["processes"]
+        assert processes["steady_speedup"] == pytest.approx(
+            processes["steady_images_per_s"] / ways["alone"]["steady_images_per_s"], abs=0.01)
+    ensemble_wins = all(w["ensemble"]["steady_images_per_s"] > w["processes"]["steady_images_per_s"]
+                        for w in record["results"].values())
+    assert record["choice"] == ("ensemble" if ensemble_wins else "processes")
+    fragment = (page / bench_report.MULTI_RUN_FRAGMENT).read_text()
+    assert "| DeConv-VAE |" in fragment and "| SB-VAE |" in fragment and "one ensemble of 2" in fragment
+    assert ("`DVAE_ENSEMBLE` at 1" in fragment) == (record["choice"] == "processes")
+
+
+def test_an_unmeasured_multi_run_says_how_to_measure_it():
+    assert "python -m dvae_core.bench --multi-run" in bench_report.multi_run_markdown(None)
+
+
+def test_the_multi_run_fragment_adds_the_gpu_device_checks_measurement(tmp_path):
+    ways = {"alone": {"steady_images_per_s": 1000.0, "images_per_s": 900.0, "steady_speedup": 1.0},
+            "processes": {"steady_images_per_s": 3000.0, "images_per_s": 1200.0, "steady_speedup": 3.0},
+            "ensemble": {"steady_images_per_s": 12000.0, "images_per_s": 11000.0, "steady_speedup": 12.0,
+                         "max_weight_difference": 2e-3, "mean_weight_difference": 3e-6, "max_loss_difference": 4e-5}}
+    gpu = {"machine": {"gpu": "NVIDIA H100"}, "results": {"sb": ways, "deconv": ways}, "choice": "ensemble",
+           "faster_by_model": {"sb": "ensemble", "deconv": "ensemble"}, "jobs": 8, "runs_per_model": 16,
+           "steps": 200, "batch_size": 16, "profile": "preview"}
+    (tmp_path / "gpu.json").write_text(json.dumps(gpu))
+    cpu = {**gpu, "machine": {"processor": "a CPU", "cpus_available": 2, "threads": 2}, "choice": "processes",
+           "faster_by_model": {"sb": "processes", "deconv": "processes"}, "created": "2026-12-08T03:00:00+00:00"}
+    text = bench_report.write_multi_run_page(cpu, tmp_path, gpu_record=tmp_path / "gpu.json").read_text()
+    cpu_part, gpu_part = text.split("On a GPU, by the device check")
+    assert "Measured 2026-12-08 on a CPU, 2 cores" in cpu_part and "`DVAE_ENSEMBLE` at 1" in cpu_part
+    assert "on one NVIDIA H100" in gpu_part and "one ensemble is faster than processes for every model" in gpu_part
+    assert "| SB-VAE | 1,000 [900] | 3,000 (×3.00) [1,200] | 12,000 (×12.00) [11,000] |" in gpu_part
+    assert "losses differ by at most 4.0e-05 (relative), their weights by 3.0e-06 on average and 2.0e-03" in gpu_part
+    alone = bench_report.write_multi_run_page(cpu, tmp_path, gpu_record=tmp_path / "none.json").read_text()
+    assert "On a GPU" not in alone
+
+
+def test_the_committed_multi_run_fragment_is_rendered_from_the_committed_results(tmp_path):
+    record = bench_report.load_results(bench_report.MULTI_RUN_OUTPUT)
+    assert record is not None, "results/multi_run.json is missing: python -m dvae_core.bench --multi-run"
+    rendered = bench_report.write_multi_run_page(record, tmp_path).read_text()
+    committed = ROOT / "book" / "_generated" / bench_report.MULTI_RUN_FRAGMENT
+    assert committed.read_text() == rendered, "stale: python -m dvae_core.bench --render-only"

@@ -30,7 +30,7 @@ def device_check_tiny(tmp_path_factory) -> Path:
 
 def test_every_check_writes_its_claims_table_and_sizes(device_check_tiny):
     summary = json.loads((device_check_tiny / "device_check.json").read_text())
-    assert list(summary["checks"]) == ["sbd_fig2", "sbd_fig3", "fvae_tradeoff"]
+    assert list(summary["checks"]) == ["multi_run", "sbd_fig2", "sbd_fig3", "fvae_tradeoff"]
     assert summary["device"] == "cpu" and summary["scale"] == "tiny" and summary["seed_offset"] == 5000
     expected = {"sbd_fig2": {"sbd-fig2-mig", "sbd-fig2-reconstruction"},
                 "sbd_fig3": {"sbd-fig3-mig", "sbd-fig3-reconstruction"},
@@ -44,6 +44,25 @@ def test_every_check_writes_its_claims_table_and_sizes(device_check_tiny):
         assert set(summary["checks"][check]["verdicts"]) == ids
 
 
+def test_the_multi_run_measurement_times_three_ways_and_chooses(device_check_tiny):
+    record = json.loads((device_check_tiny / "multi_run.json").read_text())
+    summary = json.loads((device_check_tiny / "device_check.json").read_text())
+    assert set(record["results"]) == {"deconv", "sb"} and record["runs_per_model"] == 2 and record["steps"] == 4
+    for ways in record["results"].values():
+        assert set(ways) == {"alone", "processes", "ensemble"}
+        assert all(m["images_per_s"] > 0 and m["steady_images_per_s"] > 0 for m in ways.values())
+        assert ways["alone"]["speedup"] == ways["alone"]["steady_speedup"] == 1.0
+        member = ways["ensemble"]  # 4 steps on the CPU: float rounding only
+        assert 0 <= member["mean_weight_difference"] <= member["max_weight_difference"] < 1e-4
+        assert member["max_loss_difference"] < 1e-5
+    faster = {d: max(("processes", "ensemble"), key=lambda w: ways[w]["steady_images_per_s"])
+              for d, ways in record["results"].items()}
+    assert record["faster_by_model"] == faster
+    assert record["choice"] == ("ensemble" if set(faster.values()) == {"ensemble"} else "processes")
+    assert summary["ensemble"] == (64 if record["choice"] == "ensemble" else 1)
+    assert not list((device_check_tiny / "runs" / "multi_run").rglob("checkpoint.pt"))  # its stores are removed
+
+
 def test_the_runs_go_to_the_output_folder_and_are_reused(device_check_tiny):
     stored = list((device_check_tiny / "runs").glob("*/checkpoint.pt"))
     assert len(stored) == 4 + 4 + 8  # two seed pairs twice, and the 2-seed × (2 β + 2 γ) smoke sweep
@@ -52,8 +71,21 @@ def test_the_runs_go_to_the_output_folder_and_are_reused(device_check_tiny):
     assert len(list((device_check_tiny / "runs").glob("*/checkpoint.pt"))) == len(stored)
 
 
-@pytest.mark.parametrize("args,field", [(["--device", "tpu"], "--device"), (["--jobs", "0"], "--jobs")])
+@pytest.mark.parametrize("args,field", [(["--device", "tpu"], "--device"), (["--jobs", "0"], "--jobs"),
+                                        (["--ensemble", "many"], "--ensemble")])
 def test_bad_input_is_one_line_naming_the_field(tmp_path, args, field):
     done = run_check("--out", str(tmp_path / "out"), *args)
     assert done.returncode == 2 and done.stderr.startswith(f"error: {field}") and done.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_check_trains_its_runs_as_ensembles_when_told(tmp_path):
+    from dvae_core.train import load_checkpoint
+
+    out = tmp_path / "out"
+    done = run_check("--scale", "tiny", "--out", str(out), "--only", "sbd_fig2", "--ensemble", "2", "--device", "cpu")
+    assert done.returncode == 0, done.stderr[-2000:]
+    checkpoints = list((out / "runs").glob("*/checkpoint.pt"))
+    assert len(checkpoints) == 4  # two seed pairs, each decoder's two seeds one ensemble
+    assert all(json.loads(load_checkpoint(c)["history"])[-1]["ensemble"] == 2 for c in checkpoints)
+    assert json.loads((out / "device_check.json").read_text())["ensemble"] == 2

@@ -34,14 +34,6 @@ from test_train import tiny_config
 TIMING_KEYS = {"images_per_s", "data_fraction"}
 
 
-@pytest.fixture
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the subprocesses (OMP_NUM_THREADS=1): same arithmetic
-    yield
-    torch.set_num_threads(before)
-
-
 def child_env(tmp_path) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "DVAE_PROGRESS": "0", "DVAE_RUNS": str(tmp_path / "default_store")}
 

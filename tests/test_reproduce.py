@@ -197,3 +197,26 @@ def test_a_scripts_record_beside_the_notebooks_results_is_not_read_as_claims(tmp
     assert [c["id"] for c in reproduce.load_results("smoke")] == ["x"]
     reproduce.aggregate("smoke", {})
     assert "1 reproduced" in (results / "scorecard.md").read_text()
+
+
+def test_the_scorecard_shows_the_gpu_device_checks_verdict_beside_ours(tmp_path):
+    claims = [{"id": "sbd-fig2-mig", "claim": "SB disentangles better", "paper_value": "SB > DeConv", "ours": {},
+               "verdict": "inconclusive", "reason": "underpowered", "notebook": "sbd_fig2_deconv_vs_sb"},
+              {"id": "vlae-x", "claim": "other", "paper_value": 1.0, "ours": 2.0, "verdict": "reproduced",
+               "notebook": "vlae_nll_table"}]
+    page = reproduce.scorecard_markdown(claims, {}, "preview", results_dir=tmp_path)
+    assert "No GPU device check is on record" in page and "GPU check" not in page
+    # what scripts/device_check.py --out results/gpu writes: one file per check, and summaries without claims
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "gpu" / "sbd_fig2.json").write_text(json.dumps({
+        "check": "sbd_fig2", "device": "cuda", "gpu": "NVIDIA H100", "images_per_run": 216000, "replicates": 24,
+        "claims": [{"id": "sbd-fig2-mig", "verdict": "reproduced", "reason": None,
+                    "explanation": "SB above DeConv in 20 of 24 pairs"}]}))
+    (tmp_path / "gpu" / "device_check.json").write_text(json.dumps({"checks": {}}))
+    (tmp_path / "gpu" / "multi_run.json").write_text(json.dumps({"check": "multi_run", "claims": []}))
+    page = reproduce.scorecard_markdown(claims, {}, "preview", results_dir=tmp_path)
+    assert "decided 1 of these claims at larger scale" in page and "on NVIDIA H100" in page
+    fig2_card = page[page.index("SB disentangles better"):page.index("`sbd-fig2-mig`")]
+    assert ("**GPU check:** reproduced on NVIDIA H100, 216,000 training images per run, 24 replicates: "
+            "SB above DeConv in 20 of 24 pairs") in fig2_card
+    assert page.count("**GPU check:**") == 1

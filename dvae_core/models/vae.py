@@ -76,9 +76,12 @@ class VAE(nn.Module):
         """Mean image of p(x | z), in [0, 1]."""
         return self.likelihood.mean(self.decoder(z))
 
-    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, beta: float = 1.0, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``noise``: the reparameterisation's standard normal draws, shape (n, latent_dim); None draws them
+        from torch's generator. An ensemble (:mod:`dvae_core.ensemble`) passes each member's own."""
         mean, logvar = self.encoder(x)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        noise = torch.randn_like(mean) if noise is None else noise
+        z = mean + noise * (0.5 * logvar).exp()
         recon = self.likelihood.nll(self.decoder(z), x).mean()
         kl = gaussian_kl(mean, logvar).sum(1).mean()
         return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
