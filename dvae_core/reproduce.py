@@ -422,7 +422,7 @@ def aggregate(profile: str, timings: dict[str, float]) -> dict:
     scorecard = {"profile": profile, "claims": claims, "notebook_seconds": timings}
     atomic_write_text(RESULTS_DIR / profile / "scorecard.json", json.dumps(scorecard, indent=1) + "\n")
     page = SCORECARD_PAGE if profile == BOOK_PROFILE else RESULTS_DIR / profile / "scorecard.md"
-    atomic_write_text(page, scorecard_markdown(claims, timings, profile))
+    atomic_write_text(page, scorecard_markdown(claims, timings, profile, RESULTS_DIR))
     write_book_fragments(profile)
     return scorecard
 
@@ -448,7 +448,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--seed", type=int, default=0, help="offsets every training seed (0 to 2**31 - 1)")
     parser.add_argument("--output-dir", type=Path, help="where executed notebooks go (default: see module doc)")
+    parser.add_argument("--pages-only", action="store_true",
+                        help="run no notebook: rebuild the scorecard and the book's generated fragments from "
+                             "results/ (after adding a GPU device check's files to results/gpu/, say)")
     args = parser.parse_args(argv)
+    if args.pages_only:
+        try:
+            profile = check_profile(args.profile)
+        except ValueError as err:
+            parser.exit(2, f"error: {err}\n")
+        timings_path = RESULTS_DIR / profile / "timings.json"
+        aggregate(profile, read_json(timings_path) if timings_path.exists() else {})
+        print(SCORECARD_PAGE if profile == BOOK_PROFILE else RESULTS_DIR / profile / "scorecard.md")
+        return 0
     try:
         profile = check_profile(args.profile)
         resolve_device(args.device)  # 'cuda' on a machine without one fails here, not in every notebook

@@ -220,3 +220,20 @@ def test_the_scorecard_shows_the_gpu_device_checks_verdict_beside_ours(tmp_path)
     assert ("**GPU check:** reproduced on NVIDIA H100, 216,000 training images per run, 24 replicates: "
             "SB above DeConv in 20 of 24 pairs") in fig2_card
     assert page.count("**GPU check:**") == 1
+
+
+def test_pages_only_rebuilds_the_scorecard_with_a_gpu_check_and_runs_no_notebook(tmp_path, capsys, monkeypatch):
+    results = fake_results(tmp_path, monkeypatch)
+    claim = {"id": "sbd-fig2-mig", "claim": "SB disentangles better", "paper_value": "SB > DeConv", "ours": {},
+             "verdict": "inconclusive", "reason": "underpowered", "notebook": "sbd_fig2_deconv_vs_sb"}
+    record = {"notebook": "sbd_fig2_deconv_vs_sb", "claims": [claim]}
+    (results / "sbd_fig2_deconv_vs_sb.json").write_text(json.dumps(record))
+    (results.parent / "gpu").mkdir()
+    (results.parent / "gpu" / "sbd_fig2.json").write_text(json.dumps({
+        "gpu": "NVIDIA H200", "images_per_run": 216000, "replicates": 24,
+        "claims": [{"id": "sbd-fig2-mig", "verdict": "not reproduced", "explanation": "DeConv above SB"}]}))
+    monkeypatch.setattr(reproduce, "execute", lambda *a, **k: pytest.fail("a notebook ran"))
+    assert reproduce.main(["--profile", "smoke", "--pages-only"]) == 0
+    assert capsys.readouterr().out.strip() == str(results / "scorecard.md")
+    page = (results / "scorecard.md").read_text()
+    assert "**GPU check:** not reproduced on NVIDIA H200, 216,000 training images per run, 24 replicates" in page
