@@ -104,17 +104,19 @@ class StackedRuns:
     it, then their parameters stacked (``stack_module_state``) and trained by one optimiser through ``vmap``."""
 
     def __init__(self, configs: list[TrainConfig], device: torch.device):
-        self.configs, self.device, self.size = configs, device, len(configs)
-        self.label = f"{self.size} × {run_label(configs[0])} s{configs[0].seed}…"
+        self.configs, self.device = configs, device
+        self.label = f"{len(configs)} × {run_label(configs[0])} s{configs[0].seed}…"
         self.members, self.generators = [], []
         for config in configs:
             torch.manual_seed(config.seed)
             self.members.append(build_model(config).to(device))
             self.generators.append(_noise_generator(config, device))
-        self.optimizer_states: list[dict | None] = [None] * self.size
+        self.optimizer_states: list[dict | None] = [None] * len(configs)
 
-    def load(self, k: int, state: dict[str, Any], path: Path, fix: str) -> None:
-        load_weights(self.members[k], state["model"], path, f"{fix} (was the file copied over from another run?)")
+    def load_weights(self, k: int, weights: dict[str, torch.Tensor], path: Path, fix: str) -> None:
+        load_weights(self.members[k], weights, path, fix)
+
+    def load_state(self, k: int, state: dict[str, Any]) -> None:
         if self.device.type == "cpu":
             self.generators[k].set_state(state["torch_rng"])
         elif "device_rng" in state:

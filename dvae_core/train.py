@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dvae_core.data.base import FactorDataset
 from dvae_core.infra import (atomic_torch_save, canonical_json, keep_freed_memory, load_torch_file, resolve_device,
                              short_cause, show_progress)
 from dvae_core.models import VAE, VAEConfig
@@ -328,11 +329,14 @@ class Runs(Protocol):
     :class:`OneRun` is one run (what :func:`train` trains); :class:`dvae_core.ensemble.StackedRuns` is several
     VAE runs as one vectorised model."""
 
-    size: int
     label: str  # for the progress bar
 
-    def load(self, k: int, state: dict[str, Any], path: Path, fix: str) -> None:
-        """Member ``k``'s weights, optimiser state and noise generator from its checkpoint ``state``."""
+    def load_weights(self, k: int, weights: dict[str, torch.Tensor], path: Path, fix: str) -> None:
+        """Member ``k``'s model weights from its checkpoint ``path`` (:func:`load_weights`' refusals, ending in
+        ``fix``)."""
+
+    def load_state(self, k: int, state: dict[str, Any]) -> None:
+        """Member ``k``'s optimiser state(s) and noise generator from its checkpoint ``state``."""
 
     def start(self) -> None:
         """Called once after every checkpoint is loaded, before the first step."""
@@ -354,8 +358,6 @@ class Runs(Protocol):
 class OneRun:
     """One run's model and optimisers, built from its seed (the caller seeds torch first)."""
 
-    size = 1
-
     def __init__(self, config: TrainConfig, device: torch.device):
         self.config, self.device = config, device
         self.model = build_model(config).to(device)
@@ -364,8 +366,10 @@ class OneRun:
         self.auxiliary = self.model.auxiliary_optimizer()  # FactorVAE's discriminator has its own
         self.label = f"{run_label(config)} s{config.seed}"
 
-    def load(self, k: int, state: dict[str, Any], path: Path, fix: str) -> None:
-        load_weights(self.model, state["model"], path, f"{fix} (was the file copied over from another run?)")
+    def load_weights(self, k: int, weights: dict[str, torch.Tensor], path: Path, fix: str) -> None:
+        load_weights(self.model, weights, path, fix)
+
+    def load_state(self, k: int, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.auxiliary is not None:
             self.auxiliary.load_state_dict(state["auxiliary_optimizer"])
@@ -411,8 +415,6 @@ def draw_batches(dataset, rngs: list[np.random.Generator], batch: int, device: t
     on its factors only, so they are the batches drawn one by one)."""
     if len(rngs) == 1:
         return dataset.sample(batch, rngs[0], device=device)[0]
-    from dvae_core.data.base import FactorDataset
-
     if type(dataset).sample is FactorDataset.sample:
         images = dataset.images_on(np.concatenate([dataset.sample_factors(batch, rng) for rng in rngs]), device)
     else:
@@ -465,8 +467,9 @@ def train_runs(configs: list[TrainConfig], run_dirs: list[Path], runs: Runs, dat
         if canonical_json(state["config"]) != config.canonical():
             raise RuntimeError(f"{ckpt_path} belongs to another configuration: delete {run_dir} to retrain")
         fix = f"delete {run_dir} to retrain"
+        runs.load_weights(k, state["model"], ckpt_path, f"{fix} (was the file copied over from another run?)")
         try:
-            runs.load(k, state, ckpt_path, fix)
+            runs.load_state(k, state)
             rngs[k].bit_generator.state = json.loads(state["data_rng"])
             histories[k], step = json.loads(state["history"]), state["step"]
             window = json.loads(state.get("log_window", '{"sums": {}, "steps": 0}'))
@@ -474,8 +477,6 @@ def train_runs(configs: list[TrainConfig], run_dirs: list[Path], runs: Runs, dat
             for name, value in window["sums"].items():
                 sums.setdefault(name, torch.zeros(len(configs), dtype=torch.float64, device=device))[k] = value
         except (KeyError, TypeError, ValueError, RuntimeError) as err:  # torch's messages here name no file
-            if isinstance(err, RuntimeError) and str(err).startswith(str(ckpt_path)):
-                raise  # load_weights' own message names the file already
             raise RuntimeError(f"{ckpt_path} holds a damaged training state ({short_cause(err)}): {fix}") from None
         resumed_steps.append(step)
     if several and len(set(resumed_steps)) > 1:
