@@ -177,7 +177,8 @@ def _stacked_optimizer_state(states: list[dict]) -> dict:
     """The members' optimiser ``state_dict``\\ s as one over the stacked parameters (all at one step)."""
     first = states[0]
     if any(s["state"].keys() != first["state"].keys() for s in states):
-        raise ValueError("the runs' optimiser states cover different parameters")
+        raise RuntimeError("the runs' checkpoints hold optimiser states of different parameters, so they cannot "
+                           "resume as one ensemble: train them alone, or delete their run folders to retrain")
     stacked = {i: {name: (value.clone() if value.ndim == 0 else torch.stack([s["state"][i][name] for s in states]))
                    for name, value in slots.items()} for i, slots in first["state"].items()}
     return {"state": stacked, "param_groups": copy.deepcopy(first["param_groups"])}
