@@ -543,7 +543,7 @@ def measure_multi_run(configs: list[TrainConfig], device: str, jobs: int, store:
         group = [c for c in configs if run_label(c) == label]
         images = len(group) * steps * group[0].batch_size
         results[label] = {}
-        weights = {}
+        finals = {}  # per way, each run's final weights and logged losses
         for way in MULTI_RUN_WAYS:
             where = store / f"{way}-{label}"
             t0 = time.perf_counter()
@@ -556,10 +556,10 @@ def measure_multi_run(configs: list[TrainConfig], device: str, jobs: int, store:
             steady = at_once * float(np.median([throughput(run["history"]) for run in trained]))
             results[label][way] = {"wall_seconds": round(seconds, 2), "images_per_s": round(images / seconds, 1),
                                    "steady_images_per_s": round(steady, 1)}
-            weights[way] = [(torch.cat([p.detach().flatten().cpu() for p in run["model"].parameters()]),
+            finals[way] = [(torch.cat([p.detach().flatten().cpu() for p in run["model"].parameters()]),
                              [row["loss"] for row in run["history"]]) for run in trained]
         # how far an ensemble's member ends from its run trained alone (float rounding, grown over the steps)
-        pairs = list(zip(weights["alone"], weights["ensemble"]))
+        pairs = list(zip(finals["alone"], finals["ensemble"]))
         results[label]["ensemble"].update(
             max_weight_difference=float(max((a - b).abs().max() for (a, _), (b, _) in pairs)),
             mean_weight_difference=float(np.mean([float((a - b).abs().mean()) for (a, _), (b, _) in pairs])),

@@ -41,10 +41,9 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from dvae_core import runs
-from dvae_core.infra import keep_freed_memory, resolve_device
 from dvae_core.train import (CHECKPOINT, TrainableModel, TrainConfig, build_dataset, build_model, check_model_fits_data,
-                             check_precision, data_image_shape, load_checkpoint, load_weights, make_optimizer,
-                             model_kind, numeric_precision, run_label, train, train_runs)
+                             data_image_shape, load_checkpoint, load_weights, make_optimizer, model_kind,
+                             numeric_precision, prepare_training, run_label, train, train_runs)
 
 
 def ensemble_key(config: TrainConfig) -> str | None:
@@ -199,14 +198,8 @@ def train_ensemble(configs: list[TrainConfig], run_dirs: list[Path | str], devic
     first = configs[0]
     if len(configs) == 1:  # an ensemble of one is the run alone, bit for bit
         return [train(first, run_dirs[0], device=device, progress=progress, dataset=dataset)]
-    check_precision(first.precision)
-    dataset = build_dataset(first) if dataset is None else dataset
-    check_model_fits_data(first, data_image_shape(dataset))
     run_dirs = [Path(d) for d in run_dirs]
-    for directory in run_dirs:
-        directory.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    keep_freed_memory()
+    dataset, dev = prepare_training(first, run_dirs, device, dataset)
     return train_runs(configs, run_dirs, StackedRuns(configs, dev), dataset, dev, progress)
 
 
@@ -218,13 +211,14 @@ def get_or_train_ensemble(configs: list[TrainConfig], store: Path | None = None,
     per config, in order, with ``reused`` and ``continued_from`` as ``get_or_train`` sets them."""
     configs = list(configs)
     results: list[dict[str, Any] | None] = [None] * len(configs)
-    todo = []
+    todo, todo_hashes = [], set()
     for i, config in enumerate(configs):
         done = runs.load_run(config, store, device)
         if done is not None:
             results[i] = {**done, "reused": True}
-        elif runs.config_hash(config) not in {runs.config_hash(configs[j]) for j in todo}:
+        elif runs.config_hash(config) not in todo_hashes:
             todo.append(i)
+            todo_hashes.add(runs.config_hash(config))
     if todo:
         dataset = build_dataset(configs[todo[0]])
         check_model_fits_data(configs[todo[0]], data_image_shape(dataset))

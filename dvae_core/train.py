@@ -432,14 +432,23 @@ def train(config: TrainConfig, run_dir: Path | str, device: str = "auto", progre
     ``run_dir`` is made.
     """
     run_dir = Path(run_dir)
+    dataset, dev = prepare_training(config, [run_dir], device, dataset)
+    torch.manual_seed(config.seed)  # after the data and their check: the model starts from the seed as ever
+    return train_runs([config], [run_dir], OneRun(config, dev), dataset, dev, progress)[0]
+
+
+def prepare_training(config: TrainConfig, run_dirs: list[Path], device: str, dataset=None):
+    """What comes before the first step of runs of ``config``'s recipe: its precision and its model's fit to the
+    data checked before anything is written (``dataset`` built if the caller has not), the run folders made,
+    the device resolved, freed memory kept. Returns (dataset, device)."""
     check_precision(config.precision)  # before any work
     dataset = build_dataset(config) if dataset is None else dataset
     check_model_fits_data(config, data_image_shape(dataset))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    for run_dir in run_dirs:
+        run_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     keep_freed_memory()
-    torch.manual_seed(config.seed)  # after the data and their check: the model starts from the seed as ever
-    return train_runs([config], [run_dir], OneRun(config, dev), dataset, dev, progress)[0]
+    return dataset, dev
 
 
 def train_runs(configs: list[TrainConfig], run_dirs: list[Path], runs: Runs, dataset, device: torch.device,

@@ -95,8 +95,7 @@ def run_multi_run(scale: Scale, device: str, jobs: int, store: Path) -> dict:
     as one ensemble. Its choice is how the other checks then train."""
     p = sbd_profile(scale, scale.multi_run_steps, scale.multi_run_runs)
     result = measure_multi_run(sbd.comparison_configs(p), device, jobs, store)
-    return {**result, "profile": scale.profile, "images_per_run": scale.multi_run_steps * p.batch_size,
-            "claims": [], "table": None}
+    return {**result, "profile": scale.profile, "images_per_run": scale.multi_run_steps * p.batch_size}
 
 
 def run_sbd(scale: Scale, figure: str, device: str, jobs: int, store: Path, ensemble: int = 1) -> dict:
@@ -170,14 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.ensemble == "auto":
                 ensemble = LARGEST_ENSEMBLE if result["choice"] == "ensemble" else 1
                 summary["ensemble"] = ensemble
-        elif check == "fvae_tradeoff":
-            result = run_tradeoff(scale, args.device, args.jobs, store, ensemble)
-        else:
-            result = run_sbd(scale, check.removeprefix("sbd_"), args.device, args.jobs, store, ensemble)
-        seconds = time.perf_counter() - t0
-        if check == "multi_run":
-            record = {**info, "check": check, "scale": args.scale, "wall_seconds": round(seconds, 1),
-                      **{k: v for k, v in result.items() if k not in ("claims", "table", "replicates")}}
+            seconds = time.perf_counter() - t0
+            record = {**info, "check": check, "scale": args.scale, "wall_seconds": round(seconds, 1), **result}
             atomic_write_text(args.out / f"{check}.json", json.dumps(record, indent=1) + "\n")
             summary["checks"][check] = {"wall_seconds": round(seconds, 1), "choice": result["choice"],
                                         "ensemble_used": ensemble, "results": result["results"]}
@@ -187,23 +180,27 @@ def main(argv: list[str] | None = None) -> int:
                     for way, m in ways.items()) + f" ({result['runs_per_model']} runs)", flush=True)
             print(f"{check}: chose {result['choice']} (ensembles of up to {ensemble} runs) in {seconds:.0f} s",
                   flush=True)
-            summary["wall_seconds"] = round(time.perf_counter() - started, 1)
-            atomic_write_text(args.out / "device_check.json", json.dumps(summary, indent=1) + "\n")
-            continue
-        claims = [asdict(c) for c in result["claims"]]
-        record = {**info, "check": check, "scale": args.scale, "seed_offset": SEED_OFFSET,
-                  "images_per_run": result["images_per_run"], "replicates": result["replicates"],
-                  "runs": result["runs"], "wall_seconds": round(seconds, 1), "claims": claims,
-                  "table": result["table"].round(5).to_dict(orient="records")}
-        atomic_write_text(args.out / f"{check}.json", json.dumps(record, indent=1, default=str) + "\n")
-        summary["checks"][check] = {"wall_seconds": round(seconds, 1), "images_per_run": result["images_per_run"],
-                                    "replicates": result["replicates"],
-                                    "verdicts": {c["id"]: c["verdict"] + (f" ({c['reason']})" if c["reason"] else "")
-                                                 for c in claims}}
-        for c in claims:
-            print(f"{check}: {c['id']}: {c['verdict']}" + (f" ({c['reason']})" if c["reason"] else "")
-                  + f" — {c['explanation']}", flush=True)
-        print(f"{check}: {result['runs']} runs of {result['images_per_run']:,} images in {seconds:.0f} s", flush=True)
+        else:
+            if check == "fvae_tradeoff":
+                result = run_tradeoff(scale, args.device, args.jobs, store, ensemble)
+            else:
+                result = run_sbd(scale, check.removeprefix("sbd_"), args.device, args.jobs, store, ensemble)
+            seconds = time.perf_counter() - t0
+            claims = [asdict(c) for c in result["claims"]]
+            record = {**info, "check": check, "scale": args.scale, "seed_offset": SEED_OFFSET,
+                      "images_per_run": result["images_per_run"], "replicates": result["replicates"],
+                      "runs": result["runs"], "wall_seconds": round(seconds, 1), "claims": claims,
+                      "table": result["table"].round(5).to_dict(orient="records")}
+            atomic_write_text(args.out / f"{check}.json", json.dumps(record, indent=1, default=str) + "\n")
+            summary["checks"][check] = {
+                "wall_seconds": round(seconds, 1), "images_per_run": result["images_per_run"],
+                "replicates": result["replicates"],
+                "verdicts": {c["id"]: c["verdict"] + (f" ({c['reason']})" if c["reason"] else "") for c in claims}}
+            for c in claims:
+                print(f"{check}: {c['id']}: {c['verdict']}" + (f" ({c['reason']})" if c["reason"] else "")
+                      + f" — {c['explanation']}", flush=True)
+            print(f"{check}: {result['runs']} runs of {result['images_per_run']:,} images in {seconds:.0f} s",
+                  flush=True)
         summary["wall_seconds"] = round(time.perf_counter() - started, 1)
         atomic_write_text(args.out / "device_check.json", json.dumps(summary, indent=1) + "\n")
     return 0
